@@ -1,0 +1,65 @@
+"""Make Chainer 7.8.1, the final release, import and run on NumPy 2 and Python >= 3.12.
+
+`import toy` imports this module before anything imports chainer. Each patch is
+a no-op on a stack that does not need it, so the same code runs on NumPy 1.26
+and 2.x, and on Python 3.11 and 3.12.
+"""
+import importlib.util
+import os
+import sys
+import types
+import warnings
+
+import numpy
+
+# Chainer compares CuPy against the 7.x series it was released with and warns
+# on every import; CuPy 13 and 14 work with it, so the warning is noise.
+os.environ.setdefault('CHAINER_WARN_VERSION_MISMATCH', '0')
+
+# setuptools < 82 (pinned because chainer imports pkg_resources) warns that
+# pkg_resources is deprecated each time chainer starts.
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated',
+                        category=UserWarning)
+
+# NumPy 2 removed `numpy.sctypes`; chainer.functions.array.as_strided reads
+# sctypes['int'] and sctypes['float'] when chainer.functions is imported.
+if not hasattr(numpy, 'sctypes'):
+    numpy.sctypes = {
+        'int': [numpy.int8, numpy.int16, numpy.int32, numpy.int64],
+        'uint': [numpy.uint8, numpy.uint16, numpy.uint32, numpy.uint64],
+        'float': [numpy.float16, numpy.float32, numpy.float64,
+                  numpy.longdouble],
+        'complex': [numpy.complex64, numpy.complex128, numpy.clongdouble],
+        'others': [bool, object, bytes, str, numpy.void],
+    }
+
+# numpy.distutils does not exist on Python >= 3.12. chainer's start-up check
+# imports numpy.distutils.system_info only to look for Apple's Accelerate BLAS
+# on macOS; an empty get_info() answers "not Accelerate".
+if importlib.util.find_spec('numpy.distutils') is None:
+    _system_info = types.ModuleType('numpy.distutils.system_info')
+    _system_info.get_info = lambda name, notfound_action=0: {}
+    _distutils = types.ModuleType('numpy.distutils')
+    _distutils.system_info = _system_info
+    sys.modules['numpy.distutils'] = _distutils
+    sys.modules['numpy.distutils.system_info'] = _system_info
+else:
+    # Importing it on NumPy >= 1.23 warns that it is deprecated.
+    warnings.filterwarnings('ignore', category=DeprecationWarning,
+                            message=r'[\s\S]*numpy\.distutils')
+
+import chainer  # noqa: E402  (must come after the patches above)
+from chainer.distributions import categorical  # noqa: E402
+
+
+def _categorical_log_prob(self, x):
+    # NumPy 2's meshgrid returns a tuple, and chainer's `mg + [x]` then fails:
+    # build the same index list from a list.
+    mg = list(numpy.meshgrid(*(range(i) for i in self.batch_shape),
+                             indexing='ij'))
+    if isinstance(x, chainer.Variable):
+        x = x.array
+    return self.log_p[mg + [x.astype(numpy.int32)]]
+
+
+categorical.Categorical.log_prob = _categorical_log_prob

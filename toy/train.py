@@ -1,0 +1,96 @@
+"""Training with a Chainer Trainer, reproducible across --resume, and pickle-free loading."""
+import numpy as np
+
+import chainer
+from chainer import training
+from chainer.datasets import TupleDataset
+from chainer.iterators import SerialIterator
+from chainer.serializers import NpzDeserializer
+from chainer.training import extensions
+
+#: A run's log and loss plot hold at most this many points, so the cost of
+#: logging per epoch stays the same however many epochs the run has
+#: (LogReport rewrites its whole file, PlotReport redraws its whole figure).
+LOG_POINTS = 100
+PLOT_REDRAWS = 10
+
+
+class ChainedShuffle(object):
+    """Order sampler: each epoch's order is a seeded function of the previous one.
+
+    Chainer's snapshot stores the iterator's current order but not the state
+    of its random generator; deriving every permutation from (seed, previous
+    order) makes a run resumed from a snapshot replay the uninterrupted run.
+    """
+
+    def __init__(self, seed):
+        self.seed = seed
+
+    def __call__(self, current_order, current_position):
+        entropy = [self.seed] + [int(i) for i in current_order]
+        return np.random.default_rng(entropy).permutation(len(current_order))
+
+
+def check_finite(name, a):
+    """Refuse NaN or inf in user data with a message that says where."""
+    a = np.asarray(chainer.backend.CpuDevice().send(a))
+    bad = ~np.isfinite(a)
+    if bad.any():
+        rows = np.unique(np.nonzero(bad)[0])
+        raise ValueError('{} has {} non-finite value(s) (NaN or inf), first in row '
+                         '{}: drop or impute them first'.format(name, int(bad.sum()),
+                                                                int(rows[0])))
+
+
+def load_npz_safe(path, obj):
+    """chainer.serializers.load_npz without pickle.
+
+    Chainer's load_npz passes allow_pickle=True to numpy.load, so a crafted
+    file can run code when it is loaded. Here object arrays are refused.
+    """
+    with np.load(path, allow_pickle=False) as npz:
+        try:
+            NpzDeserializer(npz).load(obj)
+        except ValueError as e:
+            if 'allow_pickle' not in str(e):
+                raise
+            raise ValueError('{} holds pickled object arrays, which are refused '
+                             'because unpickling can run code'.format(path))
+
+
+def train(model, x, y, *, epochs, batchsize, device, seed, out, name,
+          frequency=None, resume=None, quiet=False):
+    """Fit `model` (a Chain with a `loss(x, y)` method) by Adam with default settings.
+
+    x (N, in_dim) and y (N, D) are float32 NumPy arrays. Writes into `out`:
+    `{name}-log.json`, `{name}-loss.png` and `{name}-snapshot` (the latest,
+    every `frequency` epochs, for `resume`). Returns the Trainer after the run.
+    """
+    check_finite('input x', x)
+    check_finite('target y', y)
+    model.to_device(device)
+    optimizer = chainer.optimizers.Adam()
+    optimizer.setup(model)
+    iterator = SerialIterator(TupleDataset(x, y), batchsize,
+                              order_sampler=ChainedShuffle(seed))
+    updater = training.updaters.StandardUpdater(
+        iterator, optimizer, loss_func=model.loss, device=device)
+    trainer = training.Trainer(updater, (epochs, 'epoch'), out=out)
+
+    log_every = (max(1, epochs // LOG_POINTS), 'epoch')
+    trainer.extend(extensions.LogReport(trigger=log_every,
+                                        filename=name + '-log.json'))
+    trainer.extend(extensions.PlotReport(
+        ['main/loss'], 'epoch', filename=name + '-loss.png',
+        trigger=(max(1, epochs // PLOT_REDRAWS), 'epoch')))
+    frequency = frequency or max(1, epochs // 10)
+    trainer.extend(extensions.snapshot(filename=name + '-snapshot'),
+                   trigger=(frequency, 'epoch'))
+    if not quiet:
+        trainer.extend(extensions.PrintReport(
+            ['epoch', 'iteration', 'main/loss', 'elapsed_time']))
+        trainer.extend(extensions.ProgressBar(update_interval=100))
+    if resume:
+        load_npz_safe(resume, trainer)
+    trainer.run()
+    return trainer
