@@ -55,9 +55,14 @@ def get_device(parser, spec):
     return device
 
 
-def positive(text):
-    """argparse type: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError('{} is not >= 1'.format(text))
-    return value
+def at_least(minimum):
+    """argparse type: an integer >= minimum."""
+    def integer(text):
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError('{} is not >= {}'.format(text, minimum))
+        return value
+    return integer
+
+
+positive = at_least(1)

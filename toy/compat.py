@@ -44,9 +44,12 @@ if importlib.util.find_spec('numpy.distutils') is None:
     sys.modules['numpy.distutils'] = _distutils
     sys.modules['numpy.distutils.system_info'] = _system_info
 else:
-    # Importing it on NumPy >= 1.23 warns that it is deprecated.
-    warnings.filterwarnings('ignore', category=DeprecationWarning,
-                            message=r'[\s\S]*numpy\.distutils')
+    # Where it exists it warns, deprecated, on import (and so does the
+    # setuptools distutils it loads): import it once here, quietly, so that
+    # chainer finds it loaded.
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', DeprecationWarning)
+        import numpy.distutils.system_info  # noqa: F401
 
 import chainer  # noqa: E402  (must come after the patches above)
 from chainer.distributions import categorical  # noqa: E402

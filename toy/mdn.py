@@ -147,7 +147,7 @@ def heldout_nll(model, x, y):
     return float(loss.nll_logspace(logits, mu, ln_var, model.xp.asarray(y)).array)
 
 
-def parse_args(argv=None):
+def make_parser():
     parser = cli.ArgumentParser(
         description='Rerun the published WorldModels toy MDN and its '
                     'least-squares baseline.')
@@ -170,7 +170,7 @@ def parse_args(argv=None):
                         help='training points (default: 500)')
     parser.add_argument('--test-points', type=cli.positive, default=10000,
                         help='fresh held-out points for the NLL (default: 10000)')
-    parser.add_argument('--seed', type=int, default=0,
+    parser.add_argument('--seed', type=cli.at_least(0), default=0,
                         help='seed of data, initial weights and shuffling '
                              '(default: 0)')
     parser.add_argument('--frequency', '-f', type=cli.positive, default=None,
@@ -180,14 +180,20 @@ def parse_args(argv=None):
                         help='output directory (default: results/toy)')
     parser.add_argument('--resume', '-r', default=None,
                         help='resume the MDN from this snapshot file')
-    args = parser.parse_args(argv)
+    return parser
 
+
+def check_args(parser, args):
+    """Validate what argparse cannot, before anything is written; resolve the device."""
     if args.batchsize > args.points:
         parser.error('--batchsize {} is larger than the {} training points: use '
                      'at most --batchsize {}'.format(args.batchsize, args.points,
                                                      args.points))
-    if args.resume is not None and not os.path.isfile(args.resume):
-        parser.error('--resume {}: no such snapshot file'.format(args.resume))
+    if args.resume is not None:
+        try:
+            args.resume = train.read_npz_safe(args.resume)
+        except ValueError as e:
+            parser.error('--resume: {}'.format(e))
     args.device = cli.get_device(parser, args.device)
     return args
 
@@ -233,7 +239,8 @@ def write_json(path, data):
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    parser = make_parser()
+    args = check_args(parser, parser.parse_args(argv))
     device = args.device
     start = time.time()
     seeds = np.random.SeedSequence(args.seed).spawn(4)
@@ -245,9 +252,12 @@ def main(argv=None):
     model = MDN(hidden=args.hidden, k=args.mixtures, activation=args.activation,
                 nll=args.loss, rng=np.random.default_rng(seeds[2]))
     mdn_start = time.time()
-    train.train(model, x, y, epochs=args.epoch, batchsize=args.batchsize,
-                device=device, seed=args.seed, out=args.out, name='mdn',
-                frequency=args.frequency, resume=args.resume)
+    try:
+        train.train(model, x, y, epochs=args.epoch, batchsize=args.batchsize,
+                    device=device, seed=args.seed, out=args.out, name='mdn',
+                    frequency=args.frequency, resume=args.resume)
+    except train.SnapshotMismatch as e:
+        parser.error('--resume: {}'.format(e))
     mdn_seconds = time.time() - mdn_start
 
     baseline = LeastSquares(hidden=args.hidden,
@@ -267,7 +277,9 @@ def main(argv=None):
     y_mdn = to_cpu(model.sample(x_grid, rng=model.xp.random.RandomState(args.seed)))
     save_figures(args.out, x, y, x_grid, y_linear, y_mdn[:, 0])
 
-    config = {k: v for k, v in vars(args).items() if k not in ('device', 'out')}
+    config = {k: v for k, v in vars(args).items()
+              if k not in ('device', 'out', 'resume')}
+    config['resumed'] = args.resume is not None
     config['device'] = str(device)
     metrics = {
         'nll_train': heldout_nll(model, x, y),

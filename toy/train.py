@@ -1,5 +1,8 @@
 """Training with a Chainer Trainer, reproducible across --resume, and pickle-free loading."""
+import zipfile
+
 import numpy as np
+from numpy.lib.npyio import NpzFile
 
 import chainer
 from chainer import training
@@ -31,6 +34,10 @@ class ChainedShuffle(object):
         return np.random.default_rng(entropy).permutation(len(current_order))
 
 
+class SnapshotMismatch(ValueError):
+    """A snapshot given to `train(resume=...)` belongs to another model or set-up."""
+
+
 def check_finite(name, a):
     """Refuse NaN or inf in user data with a message that says where."""
     a = np.asarray(chainer.backend.CpuDevice().send(a))
@@ -42,18 +49,24 @@ def check_finite(name, a):
                                                                 int(rows[0])))
 
 
-def load_npz_safe(path, obj):
-    """chainer.serializers.load_npz without pickle.
+def read_npz_safe(path):
+    """The arrays of an .npz file such as a snapshot, as a dict, without pickle.
 
     Chainer's load_npz passes allow_pickle=True to numpy.load, so a crafted
-    file can run code when it is loaded. Here object arrays are refused.
+    file can run code when it is loaded; here object arrays are refused.
+    Raises ValueError, with a message that says why, for any unreadable file.
     """
-    with np.load(path, allow_pickle=False) as npz:
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise ValueError('{} is not a readable .npz snapshot ({})'.format(
+            path, ' '.join(str(e).split())))
+    if not isinstance(npz, NpzFile):
+        raise ValueError('{} is a single array, not an .npz snapshot'.format(path))
+    with npz:
         try:
-            NpzDeserializer(npz).load(obj)
-        except ValueError as e:
-            if 'allow_pickle' not in str(e):
-                raise
+            return {key: npz[key] for key in npz.files}
+        except ValueError:
             raise ValueError('{} holds pickled object arrays, which are refused '
                              'because unpickling can run code'.format(path))
 
@@ -64,7 +77,8 @@ def train(model, x, y, *, epochs, batchsize, device, seed, out, name,
 
     x (N, in_dim) and y (N, D) are float32 NumPy arrays. Writes into `out`:
     `{name}-log.json`, `{name}-loss.png` and `{name}-snapshot` (the latest,
-    every `frequency` epochs, for `resume`). Returns the Trainer after the run.
+    every `frequency` epochs). `resume`: the arrays of such a snapshot, from
+    `read_npz_safe`, to continue from. Returns the Trainer after the run.
     """
     check_finite('input x', x)
     check_finite('target y', y)
@@ -90,7 +104,12 @@ def train(model, x, y, *, epochs, batchsize, device, seed, out, name,
         trainer.extend(extensions.PrintReport(
             ['epoch', 'iteration', 'main/loss', 'elapsed_time']))
         trainer.extend(extensions.ProgressBar(update_interval=100))
-    if resume:
-        load_npz_safe(resume, trainer)
+    if resume is not None:
+        try:
+            NpzDeserializer(resume).load(trainer)
+        except (KeyError, ValueError) as e:
+            raise SnapshotMismatch('the snapshot does not fit this model and '
+                                   'options ({}): resume with the options it was '
+                                   'made with'.format(' '.join(str(e).split())))
     trainer.run()
     return trainer

@@ -1,0 +1,98 @@
+"""The vectorised sampler and the point predictions, against known mixtures."""
+import numpy as np
+import pytest
+from scipy import stats
+
+import toy  # noqa: F401
+from toy import mdn
+
+PI = np.array([0.2, 0.5, 0.3])
+MU = np.array([-2.0, 0.0, 3.0])
+SIGMA = np.array([0.5, 1.0, 0.3])
+
+
+def tiled(pi, mu, sigma, rows):
+    """One mixture repeated over `rows` inputs: logits (N, K), mu and ln_var (N, K, 1)."""
+    logits = np.tile(np.log(pi), (rows, 1))
+    return (logits, np.tile(mu[:, None], (rows, 1, 1)),
+            np.tile(2 * np.log(sigma)[:, None], (rows, 1, 1)))
+
+
+def mixture_cdf(pi, mu, sigma):
+    return lambda t: (pi * stats.norm.cdf((np.asarray(t)[:, None] - mu) / sigma)).sum(1)
+
+
+def test_samples_follow_the_mixture_ks():
+    draws = mdn.sample(*tiled(PI, MU, SIGMA, 200), n=100,
+                       rng=np.random.RandomState(0))
+    assert draws.shape == (200, 100, 1)
+    assert stats.kstest(draws.ravel(), mixture_cdf(PI, MU, SIGMA)).pvalue > 0.01
+    # The test has power: the same draws reject a mixture with other weights.
+    wrong = mixture_cdf(np.array([0.5, 0.2, 0.3]), MU, SIGMA)
+    assert stats.kstest(draws.ravel(), wrong).pvalue < 1e-6
+
+
+def test_rows_use_their_own_mixture():
+    logits = np.log(np.array([[0.999, 0.001], [0.001, 0.999]]))
+    mu = np.array([[[-5.0, 1.0], [5.0, 2.0]], [[-5.0, 1.0], [5.0, 2.0]]])
+    ln_var = np.full((2, 2, 2), -6.0)
+    draws = mdn.sample(logits, mu, ln_var, n=2000, rng=np.random.RandomState(1))
+    assert draws.shape == (2, 2000, 2)
+    np.testing.assert_allclose(np.median(draws, axis=1), [[-5, 1], [5, 2]], atol=0.01)
+
+
+def test_low_temperature_picks_components_by_pi_power():
+    # tau = 0.5 chooses component k with pi_k^2 / sum pi_j^2.
+    mu = np.array([-100.0, 0.0, 100.0])
+    draws = mdn.sample(*tiled(PI, mu, np.ones(3), 100), n=1000, temperature=0.5,
+                       rng=np.random.RandomState(2)).ravel()
+    freq = np.array([(draws < -50).mean(), (abs(draws) < 50).mean(),
+                     (draws > 50).mean()])
+    want = PI ** 2 / (PI ** 2).sum()
+    # within 4 binomial standard deviations
+    assert np.all(abs(freq - want) < 4 * np.sqrt(want * (1 - want) / draws.size))
+
+
+def test_temperature_scales_the_variance():
+    one = tiled(np.ones(1), np.array([1.0]), np.array([0.5]), 1000)
+    for tau in (0.25, 1.0, 2.0):
+        draws = mdn.sample(*one, n=100, temperature=tau,
+                           rng=np.random.RandomState(3)).ravel()
+        # the sample variance of 1e5 draws is within 2% of tau * sigma^2 (5 sd)
+        np.testing.assert_allclose(draws.var(), tau * 0.25, rtol=0.02)
+        np.testing.assert_allclose(draws.mean(), 1.0, atol=0.01)
+
+
+def test_temperature_near_zero_gives_the_most_probable_mean():
+    logits, mu, ln_var = tiled(PI, MU, SIGMA, 10)
+    draws = mdn.sample(logits, mu, ln_var, n=100, temperature=1e-8,
+                       rng=np.random.RandomState(4))
+    np.testing.assert_allclose(draws, 0.0, atol=1e-3)
+    np.testing.assert_array_equal(mdn.most_probable_mean(logits, mu), 0.0)
+
+
+@pytest.mark.parametrize('tau', [0.0, -1.0, float('nan'), float('inf')])
+def test_bad_temperature_is_refused(tau):
+    with pytest.raises(ValueError, match='temperature'):
+        mdn.sample(*tiled(PI, MU, SIGMA, 2), temperature=tau)
+
+
+def test_same_seed_same_draws():
+    params = tiled(PI, MU, SIGMA, 5)
+    a = mdn.sample(*params, n=7, rng=np.random.RandomState(5))
+    b = mdn.sample(*params, n=7, rng=np.random.RandomState(5))
+    np.testing.assert_array_equal(a, b)
+
+
+def test_mixture_mean():
+    logits, mu, _ = tiled(PI, MU, SIGMA, 3)
+    np.testing.assert_allclose(mdn.mixture_mean(logits, mu), (PI * MU).sum(), rtol=1e-12)
+
+
+def test_model_samples_and_refuses_non_finite_input():
+    model = mdn.MDN(hidden=8, k=3, out_dim=2, rng=np.random.default_rng(0))
+    x = np.linspace(-1, 1, 4, dtype=np.float32).reshape(-1, 1)
+    assert model.sample(x, n=5).shape == (4, 5, 2)
+    x[2] = np.nan
+    with pytest.raises(ValueError, match='non-finite.*row 2'):
+        model.sample(x)
