@@ -7,7 +7,7 @@ PIP_ENV = PIP_CONSTRAINT=constraints.txt PIP_BUILD_CONSTRAINT=constraints.txt PI
 VENV := .venv
 VENV_NP1 := .venv-numpy1
 
-.PHONY: setup toy test test-numpy2 test-numpy1 sweep benchmark
+.PHONY: setup toy test test-numpy2 test-numpy1 benchmark
 
 setup: $(VENV)/.installed
 
@@ -32,3 +32,6 @@ test-numpy2: $(VENV)/.installed
 
 test-numpy1: $(VENV_NP1)/.installed
 	$(VENV_NP1)/bin/python -m pytest -q tests $(ARGS)
+
+benchmark: $(VENV)/.installed
+	$(VENV)/bin/python experiments/benchmark.py $(ARGS)

@@ -96,3 +96,9 @@ def test_model_samples_and_refuses_non_finite_input():
     x[2] = np.nan
     with pytest.raises(ValueError, match='non-finite.*row 2'):
         model.sample(x)
+
+
+def test_float32_mixture_gives_float32_samples():
+    # NumPy 2 (NEP 50) promotes float32 * numpy.float64 scalar to float64.
+    params = [a.astype(np.float32) for a in tiled(PI, MU, SIGMA, 3)]
+    assert mdn.sample(*params, n=2, temperature=0.7).dtype == np.float32
