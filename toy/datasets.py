@@ -1,18 +1,367 @@
-"""Toy data generators: each returns (input, target) as float32 arrays of shape (n, 1)."""
+"""Toy regression problems with their exact Bayes limits.
+
+Each problem has a latent a ~ U(lo, hi) and an observation x = f(a) + noise
+whose density p(x | a) is known in closed form. The *forward* direction
+predicts x from a (single-valued); the *inverse* direction, the one the MDN
+papers publish, predicts a from x (multi-valued). Generators return
+(input, target) as float32 arrays of shape (n, 1).
+
+Limits, in nats per point in the target's original units:
+
+* `bayes_limit`: H(target | input), the lowest expected held-out NLL of any
+  model. For the inverse direction it is H(a) + H(x | a) - H(x), where only
+  H(x) = -int p(x) log p(x) dx needs quadrature.
+* `gaussian_limit`: E_input[0.5 log(2 pi e Var(target | input))], the lowest
+  expected NLL of a single Gaussian per input (an MDN with K = 1).
+
+Uniform noise gives p(x) kinks and square-root edges where the support of
+p(a | x) changes; the quadrature splits the latent axis where the noise band's
+edges turn and the x axis at the images of those turning points, so every
+piece is integrated by Gauss-Legendre over a smooth integrand.
+"""
 import numpy as np
 
+DIRECTIONS = ('inverse', 'forward')
 
-def worldmodels(n, rng):
-    """The published WorldModels toy/mdn.py data: an inverse problem x -> y.
+#: Gauss-Legendre nodes per piece; doubling it moves every limit < 1e-6.
+DEFAULT_RESOLUTION = 32
 
-    y ~ U(0, 1),  x = sin(2 pi y) + 0.2 u (cos(2 pi y) + 2),  u ~ U(0, 1).
-    One x has up to three valid y, so a least-squares fit averages them.
-    """
-    y = rng.uniform(0.0, 1.0, n)
-    u = rng.uniform(0.0, 1.0, n)
-    x = np.sin(2 * np.pi * y) + 0.2 * u * (np.cos(2 * np.pi * y) + 2)
-    return _column(x), _column(y)
+LOG_2PI_E = float(np.log(2 * np.pi * np.e))
 
 
 def _column(a):
     return np.asarray(a, dtype=np.float32).reshape(-1, 1)
+
+
+def _unit_nodes(resolution, smooth_ends=False):
+    """Gauss-Legendre nodes u (R,) and weights (R,) on [0, 1].
+
+    smooth_ends maps u through 10u^3 - 15u^4 + 6u^5, whose derivative vanishes
+    to second order at both ends: a square-root edge of p(x) then becomes a
+    smooth integrand in u, which Gauss-Legendre handles at its usual rate.
+    """
+    s, w = np.polynomial.legendre.leggauss(resolution)
+    u, w = (s + 1) / 2, w / 2
+    if smooth_ends:
+        u, w = u ** 3 * (10 - 15 * u + 6 * u ** 2), w * 30 * u ** 2 * (1 - u) ** 2
+    return u, w
+
+
+def _piecewise_nodes(breaks, resolution, smooth_ends=False):
+    """Nodes and weights (M,) covering [breaks[0], breaks[-1]], piece by piece."""
+    u, w = _unit_nodes(resolution, smooth_ends)
+    a, b = breaks[:-1, None], breaks[1:, None]
+    return (a + (b - a) * u).ravel(), ((b - a) * w).ravel()
+
+
+def _bisect(f, a0, a1, target, increasing, iterations=60):
+    """a in [a0, a1] with f(a) = target for monotone f, clipped to the ends: (M,)."""
+    lo = np.full_like(target, a0, dtype=float)
+    hi = np.full_like(target, a1, dtype=float)
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        below = f(mid) < target if increasing else f(mid) > target
+        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+    return (lo + hi) / 2
+
+
+def _sign_changes(df, lo, hi, n=4096):
+    """Roots of df in (lo, hi), located to machine precision."""
+    a = np.linspace(lo, hi, n + 1)
+    d = df(a)
+    roots = []
+    for i in np.nonzero(np.sign(d[:-1]) * np.sign(d[1:]) < 0)[0]:
+        up = d[i] < 0
+        roots.append(float(_bisect(df, a[i], a[i + 1], np.zeros(1), up)[0]))
+    return roots
+
+
+class Problem(object):
+    """Latent a ~ U(lo, hi), observation x with density p(x | a)."""
+
+    name = None
+    lo = hi = None
+    #: Names of the latent and the observation, for axis labels.
+    latent, observed = 'a', 'x'
+
+    def sample(self, n, rng):
+        """(a, x), each float64 (n,)."""
+        raise NotImplementedError
+
+    def likelihood(self, x, a):
+        """p(x | a), broadcasting x against a."""
+        raise NotImplementedError
+
+    def x_breaks(self):
+        """Points of the x axis between which p(x) is smooth; ends bound its support."""
+        raise NotImplementedError
+
+    def moments(self, x, resolution=DEFAULT_RESOLUTION):
+        """int a^j p(x, a) da for j = 0, 1, 2: (3, M) for x (M,); row 0 is p(x)."""
+        raise NotImplementedError
+
+    def noise_entropy(self, resolution=DEFAULT_RESOLUTION):
+        """(H(x | a), E_a[0.5 log(2 pi e Var(x | a))]): the forward limits."""
+        raise NotImplementedError
+
+    def inverse_limits(self, resolution=DEFAULT_RESOLUTION):
+        """(H(a | x), E_x[0.5 log(2 pi e Var(a | x))]) by quadrature over x."""
+        x, w = _piecewise_nodes(self.x_breaks(), resolution,
+                                smooth_ends=self.smooth_ends)
+        m0, m1, m2 = self.moments(x, resolution)
+        ok = m0 > 0
+        p, w = m0[ok], w[ok]
+        var = np.maximum(m2[ok] / p - (m1[ok] / p) ** 2, 1e-300)
+        h_x = -np.sum(w * p * np.log(p))
+        h_x_given_a = self.noise_entropy(resolution)[0]
+        bayes = np.log(self.hi - self.lo) + h_x_given_a - h_x
+        gaussian = np.sum(w * p * 0.5 * (LOG_2PI_E + np.log(var)))
+        return float(bayes), float(gaussian)
+
+
+class UniformNoise(Problem):
+    """x | a ~ U(lower(a), lower(a) + width(a)), width > 0."""
+
+    smooth_ends = True
+
+    def lower(self, a):
+        raise NotImplementedError
+
+    def width(self, a):
+        raise NotImplementedError
+
+    def upper(self, a):
+        return self.lower(a) + self.width(a)
+
+    def d_lower(self, a):
+        raise NotImplementedError
+
+    def d_upper(self, a):
+        raise NotImplementedError
+
+    def likelihood(self, x, a):
+        lower, width = self.lower(a), self.width(a)
+        return ((x >= lower) & (x <= lower + width)) / width
+
+    def a_breaks(self):
+        """Latent points between which lower(a) and upper(a) are both monotone."""
+        roots = (_sign_changes(self.d_lower, self.lo, self.hi)
+                 + _sign_changes(self.d_upper, self.lo, self.hi))
+        return np.unique([self.lo, self.hi] + roots)
+
+    def x_breaks(self):
+        a = self.a_breaks()
+        x = np.unique(np.concatenate([self.lower(a), self.upper(a)]))
+        # Coincident images (e.g. the two ends of a periodic problem) would
+        # make empty pieces.
+        return x[np.concatenate([[True], np.diff(x) > 1e-12])]
+
+    def moments(self, x, resolution=DEFAULT_RESOLUTION):
+        x = np.asarray(x, dtype=float)
+        u, w = _unit_nodes(resolution)
+        m = np.zeros((3,) + x.shape)
+        a_breaks = self.a_breaks()
+        for a0, a1 in zip(a_breaks[:-1], a_breaks[1:]):
+            middle = (a0 + a1) / 2
+            rising_lower = self.d_lower(middle) > 0
+            rising_upper = self.d_upper(middle) > 0
+            r_lower = _bisect(self.lower, a0, a1, x, rising_lower)
+            r_upper = _bisect(self.upper, a0, a1, x, rising_upper)
+            # On this piece {a: lower(a) <= x <= upper(a)} is one interval:
+            # the intersection of a prefix or suffix for each monotone edge.
+            alpha = np.maximum(a0 if rising_lower else r_lower,
+                               r_upper if rising_upper else a0)
+            beta = np.minimum(r_lower if rising_lower else a1,
+                              a1 if rising_upper else r_upper)
+            length = np.maximum(beta - alpha, 0.0)[..., None]
+            a = alpha[..., None] + length * u
+            f = w * length / self.width(a)
+            m += np.stack([f.sum(-1), (f * a).sum(-1), (f * a * a).sum(-1)])
+        return m / (self.hi - self.lo)
+
+    def noise_entropy(self, resolution=DEFAULT_RESOLUTION):
+        a, w = _piecewise_nodes(self.a_breaks(), resolution)
+        log_width = np.log(self.width(a))
+        w = w / (self.hi - self.lo)
+        return (float(np.sum(w * log_width)),
+                float(np.sum(w * (0.5 * (LOG_2PI_E - np.log(12)) + log_width))))
+
+
+class NormalNoise(Problem):
+    """x | a ~ N(mean(a), sigma^2)."""
+
+    smooth_ends = False
+    sigma = 1.0
+    #: Widest latent piece: p(x, a) in a is a bump of width ~ sigma / |mean'(a)|.
+    a_step = 0.25
+    #: Widest x piece, and how many sigmas the x axis extends past mean(a).
+    x_step, x_margin = 1.0, 12.0
+
+    def mean(self, a):
+        raise NotImplementedError
+
+    def likelihood(self, x, a):
+        z = (x - self.mean(a)) / self.sigma
+        return np.exp(-0.5 * z * z) / (np.sqrt(2 * np.pi) * self.sigma)
+
+    def _pieces(self, lo, hi, step):
+        return np.linspace(lo, hi, int(np.ceil((hi - lo) / step)) + 1)
+
+    def x_breaks(self):
+        mean = self.mean(np.linspace(self.lo, self.hi, 4097))
+        return self._pieces(mean.min() - self.x_margin * self.sigma,
+                            mean.max() + self.x_margin * self.sigma, self.x_step)
+
+    def moments(self, x, resolution=DEFAULT_RESOLUTION):
+        x = np.asarray(x, dtype=float)
+        a, w = _piecewise_nodes(self._pieces(self.lo, self.hi, self.a_step),
+                                resolution)
+        flat = x.ravel()
+        m = np.empty((3, flat.size))
+        for start in range(0, flat.size, 256):
+            f = w * self.likelihood(flat[start:start + 256, None], a)
+            m[:, start:start + 256] = [f.sum(-1), f @ a, f @ (a * a)]
+        return m.reshape((3,) + x.shape) / (self.hi - self.lo)
+
+    def noise_entropy(self, resolution=DEFAULT_RESOLUTION):
+        h = 0.5 * LOG_2PI_E + np.log(self.sigma)
+        return float(h), float(h)
+
+
+class WorldModels(UniformNoise):
+    """y ~ U(0, 1), x = sin(2 pi y) + 0.2 u (cos(2 pi y) + 2), u ~ U(0, 1)."""
+
+    name, lo, hi, latent, observed = 'worldmodels', 0.0, 1.0, 'y', 'x'
+
+    def sample(self, n, rng):
+        y = rng.uniform(0.0, 1.0, n)
+        u = rng.uniform(0.0, 1.0, n)
+        # The published expression, kept verbatim so seeded data do not change.
+        x = np.sin(2 * np.pi * y) + 0.2 * u * (np.cos(2 * np.pi * y) + 2)
+        return y, x
+
+    def lower(self, a):
+        return np.sin(2 * np.pi * a)
+
+    def width(self, a):
+        return 0.2 * (np.cos(2 * np.pi * a) + 2)
+
+    def d_lower(self, a):
+        return 2 * np.pi * np.cos(2 * np.pi * a)
+
+    def d_upper(self, a):
+        return 2 * np.pi * (np.cos(2 * np.pi * a) - 0.2 * np.sin(2 * np.pi * a))
+
+
+class Bishop(UniformNoise):
+    """t ~ U(0, 1), x = t + 0.3 sin(2 pi t) + e, e ~ U(-0.1, 0.1) (PRML 5.6)."""
+
+    name, lo, hi, latent, observed = 'bishop', 0.0, 1.0, 't', 'x'
+
+    def sample(self, n, rng):
+        t = rng.uniform(0.0, 1.0, n)
+        x = t + 0.3 * np.sin(2 * np.pi * t) + rng.uniform(-0.1, 0.1, n)
+        return t, x
+
+    def lower(self, a):
+        return a + 0.3 * np.sin(2 * np.pi * a) - 0.1
+
+    def width(self, a):
+        return np.full_like(np.asarray(a, dtype=float), 0.2)
+
+    def d_lower(self, a):
+        return 1 + 0.6 * np.pi * np.cos(2 * np.pi * a)
+
+    d_upper = d_lower
+
+
+class Otoro(NormalNoise):
+    """y ~ U(-10.5, 10.5), x = 7 sin(0.75 y) + 0.5 y + e, e ~ N(0, 1) (Ha 2015)."""
+
+    name, lo, hi, latent, observed = 'otoro', -10.5, 10.5, 'y', 'x'
+
+    def sample(self, n, rng):
+        y = rng.uniform(-10.5, 10.5, n)
+        x = self.mean(y) + rng.standard_normal(n)
+        return y, x
+
+    def mean(self, a):
+        return 7 * np.sin(0.75 * a) + 0.5 * a
+
+
+PROBLEMS = {p.name: p for p in (WorldModels(), Bishop(), Otoro())}
+NAMES = tuple(PROBLEMS)
+
+
+def _problem(name, direction):
+    if name not in PROBLEMS:
+        raise ValueError('unknown dataset {!r}: choose from {}'.format(
+            name, ', '.join(NAMES)))
+    if direction not in DIRECTIONS:
+        raise ValueError('unknown direction {!r}: choose from {}'.format(
+            direction, ', '.join(DIRECTIONS)))
+    return PROBLEMS[name]
+
+
+def generate(name, n, rng, direction='inverse'):
+    """n draws of problem `name`: (input, target), float32 (n, 1) each.
+
+    rng is a numpy Generator. Both directions draw the same (a, x) from the
+    same rng state; inverse returns (x, a), forward (a, x).
+    """
+    a, x = _problem(name, direction).sample(n, rng)
+    return (_column(x), _column(a)) if direction == 'inverse' else (_column(a), _column(x))
+
+
+def worldmodels(n, rng, direction='inverse'):
+    """The published WorldModels toy/mdn.py data; inverse: input x, target y.
+
+    y ~ U(0, 1),  x = sin(2 pi y) + 0.2 u (cos(2 pi y) + 2),  u ~ U(0, 1).
+    One x has up to three valid y, so a least-squares fit averages them.
+    """
+    return generate('worldmodels', n, rng, direction)
+
+
+def bishop(n, rng, direction='inverse'):
+    """Bishop (1994) / PRML 5.6; inverse: input x, target t. See `Bishop`."""
+    return generate('bishop', n, rng, direction)
+
+
+def otoro(n, rng, direction='inverse'):
+    """David Ha's 2015 post; inverse: input x, target y. See `Otoro`."""
+    return generate('otoro', n, rng, direction)
+
+
+def limits(name, direction='inverse', resolution=DEFAULT_RESOLUTION):
+    """(bayes, single_gaussian) limits in nats per point, target's units."""
+    problem = _problem(name, direction)
+    if direction == 'forward':
+        return problem.noise_entropy(resolution)
+    return problem.inverse_limits(resolution)
+
+
+def bayes_limit(name, direction='inverse', resolution=DEFAULT_RESOLUTION):
+    """H(target | input): the lowest achievable expected NLL, nats per point."""
+    return limits(name, direction, resolution)[0]
+
+
+def gaussian_limit(name, direction='inverse', resolution=DEFAULT_RESOLUTION):
+    """E[0.5 log(2 pi e Var(target | input))]: the floor of a single Gaussian."""
+    return limits(name, direction, resolution)[1]
+
+
+def conditional_density(name, direction, inputs, targets,
+                        resolution=DEFAULT_RESOLUTION):
+    """True p(target | input) on a grid: (len(inputs), len(targets)).
+
+    Zero where p(input) = 0 (outside the inverse problem's support).
+    """
+    problem = _problem(name, direction)
+    inputs = np.asarray(inputs, dtype=float).ravel()[:, None]
+    targets = np.asarray(targets, dtype=float).ravel()[None, :]
+    if direction == 'forward':
+        return problem.likelihood(targets, inputs) * np.ones_like(targets)
+    p_x = problem.moments(inputs[:, 0], resolution)[0][:, None]
+    inside = (targets >= problem.lo) & (targets <= problem.hi)
+    joint = problem.likelihood(inputs, targets) * inside / (problem.hi - problem.lo)
+    return np.where(p_x > 0, joint / np.where(p_x > 0, p_x, 1.0), 0.0)

@@ -1,0 +1,121 @@
+"""Bishop's MDN demo, after Netlab's demmdn1: the inverse of a sinusoid.
+
+Data (Bishop 1994; PRML section 5.6): t ~ U(0, 1), x = t + 0.3 sin(2 pi t)
++ U(-0.1, 0.1); the network predicts t from x, which has up to three
+solutions. As in demmdn1: 300 points, 5 tanh hidden units, 3 Gaussian
+components, and a least-squares MLP of the same size for comparison. Netlab
+trains by scaled conjugate gradients; here full-batch Adam with a decaying
+step, keeping the parameters with the lowest training NLL (demmdn1 has no
+validation set). Figures and metrics.json go to results/bishop/.
+"""
+import json
+import os
+import sys
+
+import numpy as np
+
+import toy  # noqa: F401  (patches NumPy/Python for chainer before it is imported)
+import chainer
+
+from toy import cli, datasets, fit, mdn, plots
+
+
+def parse_args(argv=None):
+    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--points', type=cli.positive, default=300,
+                        help='training points (default: 300, as demmdn1)')
+    parser.add_argument('--hidden', type=cli.positive, default=5,
+                        help='tanh hidden units (default: 5)')
+    parser.add_argument('--mixtures', '-k', type=cli.positive, default=3,
+                        help='mixture components (default: 3)')
+    parser.add_argument('--iterations', type=cli.positive, default=3000,
+                        help='full-batch Adam steps (default: 3000)')
+    parser.add_argument('--seed', type=int, default=0,
+                        help='seed of data and weights (default: 0)')
+    parser.add_argument('--out', '-o', default=os.path.join('results', 'bishop'),
+                        help='output directory (default: results/bishop)')
+    cli.add_device_arguments(parser)
+    args = parser.parse_args(argv)
+    args.device = cli.get_device(parser, args.device)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    seeds = np.random.SeedSequence(args.seed).spawn(4)
+    x, t = datasets.bishop(args.points, np.random.default_rng(seeds[0]))
+    x_test, t_test = datasets.bishop(10000, np.random.default_rng(seeds[1]))
+
+    net = mdn.MDN(hidden=args.hidden, k=args.mixtures, activation='tanh',
+                  rng=np.random.default_rng(seeds[2]))
+    mlp = mdn.LeastSquares(hidden=args.hidden, activation='tanh',
+                           rng=np.random.default_rng(seeds[3]))
+    for model in (net, mlp):
+        fit.fit(model, x, t, x, t, iterations=args.iterations, lr=0.03,
+                lr_final=3e-4, eval_every=10, seed=args.seed, device=args.device)
+        model.to_device('@numpy')
+
+    x_grid = np.linspace(-0.1, 1.1, 400, dtype=np.float32)
+    t_grid = np.linspace(-0.1, 1.1, 400)
+    logits, mu, ln_var = net.mixture(x_grid[:, None])
+    with chainer.no_backprop_mode():
+        mlp_mean = mlp.forward(x_grid[:, None]).array[:, 0]
+    mode = mdn.most_probable_mean(logits, mu)[:, 0]
+    bayes = datasets.bayes_limit('bishop')
+
+    fig, axes = plots.subplots(1, 1, width=6.0, height=4.6)
+    ax = axes[0][0]
+    plots.scatter_data(ax, x, t, s=10, alpha=0.8)
+    ax.plot(x_grid, mlp_mean, 'b-', lw=2, label='MLP (least squares): mean')
+    ax.plot(x_grid, mode, 'r.', ms=3,
+            label='MDN: centre of the most probable component')
+    ax.set(xlabel='input x', ylabel='target t', xlim=(-0.1, 1.1),
+           ylim=(-0.1, 1.1), title='demmdn1: {} points, {} tanh hidden units, '
+           'K = {}'.format(args.points, args.hidden, args.mixtures))
+    ax.legend(loc='upper left', fontsize=8, markerscale=3)
+    plots.save(fig, os.path.join(args.out, 'demmdn1-fits.png'))
+
+    fig, axes = plots.subplots(1, 3, width=3.8, height=3.2)
+    plots.mixture_panels(axes[0], x_grid, logits, mu, ln_var, 'input x',
+                         'target t', x=x, t=t)
+    # demmdn1 plots variances; the shared panel plots sigma, so relabel.
+    axes[0][2].cla()
+    axes[0][2].plot(x_grid, np.exp(ln_var[:, :, 0]))
+    axes[0][2].set(xlabel='input x', ylabel=r'variance $\sigma_k^2(x)$',
+                   yscale='log', title=r'variances $\sigma_k^2$')
+    plots.save(fig, os.path.join(args.out, 'demmdn1-mixture.png'))
+
+    learned = plots.mixture_density(logits, mu, ln_var, t_grid)
+    true = datasets.conditional_density('bishop', 'inverse', x_grid, t_grid)
+    fig, axes = plots.subplots(1, 2, width=5.0, height=4.2)
+    for ax, density, title in ((axes[0][0], learned, 'MDN p(t|x), K = {}'
+                                .format(args.mixtures)),
+                               (axes[0][1], true, 'true p(t|x)')):
+        plots.scatter_data(ax, x, t, s=6, alpha=0.6)
+        contours = plots.density_contours(ax, x_grid, t_grid, density,
+                                          levels=[0.5, 1, 2, 4, 8],
+                                          cmap='viridis')
+        ax.clabel(contours, fontsize=7)
+        ax.set(xlabel='input x', ylabel='target t', title=title,
+               xlim=(-0.1, 1.1), ylim=(-0.1, 1.1))
+    plots.save(fig, os.path.join(args.out, 'demmdn1-density.png'))
+
+    nll = mdn.heldout_nll(net, x_test, t_test)
+    with chainer.no_backprop_mode():
+        mse = float(np.mean((mlp.forward(x_test).array - t_test) ** 2))
+    metrics = {'mdn_test_nll': nll, 'bayes_limit': bayes, 'gap': nll - bayes,
+               'gaussian_limit': datasets.gaussian_limit('bishop'),
+               'mlp_test_mse': mse, 'units': 'nats per point; t in [0, 1]',
+               'config': {k: v for k, v in vars(args).items()
+                          if k not in ('device', 'out')}}
+    with open(os.path.join(args.out, 'demmdn1-metrics.json'), 'w') as f:
+        json.dump(metrics, f, indent=2, sort_keys=True)
+        f.write('\n')
+    print(json.dumps({k: round(metrics[k], 4) for k in
+                      ('mdn_test_nll', 'bayes_limit', 'gap', 'mlp_test_mse')}))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

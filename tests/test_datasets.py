@@ -1,0 +1,139 @@
+"""The toy generators and their Bayes / single-Gaussian limits.
+
+The limits come from piecewise quadrature; the tests check them against a
+Monte-Carlo estimate that shares none of that machinery: p(x) and the
+moments of a | x are midpoint sums over a dense latent grid.
+"""
+import numpy as np
+import pytest
+
+from toy import datasets
+
+N_MC = 20000
+LATENT_GRID = 20000
+
+
+def brute_moments(problem, x):
+    """int a^j p(x, a) da, j = 0, 1, 2, by the midpoint rule: (3, len(x))."""
+    step = (problem.hi - problem.lo) / LATENT_GRID
+    a = problem.lo + step * (np.arange(LATENT_GRID) + 0.5)
+    m = np.empty((3, len(x)))
+    for start in range(0, len(x), 500):
+        f = problem.likelihood(x[start:start + 500, None], a) * step
+        m[:, start:start + 500] = [f.sum(1), f @ a, f @ (a * a)]
+    return m / (problem.hi - problem.lo)
+
+
+def within_se(estimate, per_point, value, z=4.0):
+    se = per_point.std() / np.sqrt(len(per_point))
+    assert abs(estimate - value) < z * se + 2e-3, (estimate, value, se)
+
+
+@pytest.mark.parametrize('name', datasets.NAMES)
+def test_inverse_limits_match_monte_carlo(name):
+    problem = datasets.PROBLEMS[name]
+    a, x = problem.sample(N_MC, np.random.default_rng(1))
+    p_x, m1, m2 = brute_moments(problem, x)
+    # -log p(a | x) = -log p(x | a) - log p(a) + log p(x)
+    nll = -np.log(problem.likelihood(x, a)) + np.log(problem.hi - problem.lo) + np.log(p_x)
+    bayes, gaussian = datasets.limits(name, 'inverse')
+    within_se(nll.mean(), nll, bayes)
+    var = m2 / p_x - (m1 / p_x) ** 2
+    half_log = 0.5 * np.log(2 * np.pi * np.e * var)
+    within_se(half_log.mean(), half_log, gaussian)
+    # The Gaussian cannot beat the Bayes limit: these problems are multi-modal.
+    assert gaussian > bayes + 0.5
+
+
+@pytest.mark.parametrize('name', datasets.NAMES)
+def test_forward_limits_match_monte_carlo(name):
+    problem = datasets.PROBLEMS[name]
+    a, x = problem.sample(N_MC, np.random.default_rng(2))
+    nll = -np.log(problem.likelihood(x, a))
+    bayes, gaussian = datasets.limits(name, 'forward')
+    within_se(nll.mean(), nll, bayes)
+    # Var(x | a) by Monte Carlo over the noise at each of 200 latents, which
+    # are a midpoint grid so the average over a adds no sampling error.
+    rng = np.random.default_rng(3)
+    a_grid = problem.lo + (problem.hi - problem.lo) * (np.arange(200) + 0.5) / 200
+    noise = {'worldmodels': lambda n: rng.uniform(0, 1, n) * problem.width(a_grid[:, None]),
+             'bishop': lambda n: rng.uniform(-0.1, 0.1, n),
+             'otoro': lambda n: rng.standard_normal(n)}[name]
+    var = noise((200, 4000)).var(axis=1, ddof=1)
+    half_log = 0.5 * np.log(2 * np.pi * np.e * var)
+    assert abs(half_log.mean() - gaussian) < 0.02
+    assert gaussian >= bayes - 1e-9
+
+
+@pytest.mark.parametrize('name', datasets.NAMES)
+@pytest.mark.parametrize('direction', datasets.DIRECTIONS)
+def test_limits_converge(name, direction):
+    coarse = datasets.limits(name, direction, resolution=16)
+    fine = datasets.limits(name, direction, resolution=32)
+    assert np.allclose(coarse, fine, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize('name', ['worldmodels', 'bishop'])
+def test_marginal_density_is_exact_on_edges(name):
+    # p(x) integrates to one, and vanishes off the support given by x_breaks.
+    problem = datasets.PROBLEMS[name]
+    breaks = problem.x_breaks()
+    nodes, weights = datasets._piecewise_nodes(breaks, 32, smooth_ends=True)
+    assert abs(np.sum(weights * problem.moments(nodes)[0]) - 1) < 1e-9
+    outside = np.array([breaks[0] - 1e-6, breaks[-1] + 1e-6])
+    assert np.all(problem.moments(outside)[0] == 0)
+
+
+@pytest.mark.parametrize('name', datasets.NAMES)
+def test_conditional_density_normalised(name):
+    problem = datasets.PROBLEMS[name]
+    x = np.linspace(problem.x_breaks()[0] + 0.05, problem.x_breaks()[-1] - 0.05, 7)
+    t = np.linspace(problem.lo, problem.hi, 200001)
+    p = datasets.conditional_density(name, 'inverse', x, t)
+    assert p.shape == (7, t.size)
+    assert np.allclose(p.sum(1) * (t[1] - t[0]), 1, atol=2e-3)
+
+
+def test_generator_statistics():
+    n = 50000
+    x, y = datasets.worldmodels(n, np.random.default_rng(0))
+    assert x.shape == y.shape == (n, 1) and x.dtype == y.dtype == np.float32
+    u = (x - np.sin(2 * np.pi * y)) / (0.2 * (np.cos(2 * np.pi * y) + 2))
+    assert u.min() > -1e-5 and u.max() < 1 + 1e-5
+    assert abs(u.mean() - 0.5) < 0.01 and abs(y.mean() - 0.5) < 0.01
+
+    x, t = datasets.bishop(n, np.random.default_rng(0))
+    e = x - t - 0.3 * np.sin(2 * np.pi * t)
+    assert 0 <= t.min() and t.max() <= 1
+    assert np.abs(e).max() <= 0.1 + 1e-6
+    assert abs(e.var() - 0.2 ** 2 / 12) < 2e-4
+
+    x, y = datasets.otoro(n, np.random.default_rng(0))
+    e = x - 7 * np.sin(0.75 * y) - 0.5 * y
+    assert -10.5 <= y.min() and y.max() <= 10.5
+    assert abs(e.mean()) < 0.02 and abs(e.var() - 1) < 0.03
+    assert abs(y.var() - 21 ** 2 / 12) < 0.5
+
+
+@pytest.mark.parametrize('name', datasets.NAMES)
+def test_directions_swap_the_same_draw(name):
+    inp, tgt = datasets.generate(name, 100, np.random.default_rng(5), 'inverse')
+    f_inp, f_tgt = datasets.generate(name, 100, np.random.default_rng(5), 'forward')
+    assert np.array_equal(inp, f_tgt) and np.array_equal(tgt, f_inp)
+
+
+def test_worldmodels_keeps_published_draws():
+    rng = np.random.default_rng(7)
+    y = rng.uniform(0.0, 1.0, 10)
+    u = rng.uniform(0.0, 1.0, 10)
+    x = np.sin(2 * np.pi * y) + 0.2 * u * (np.cos(2 * np.pi * y) + 2)
+    got_x, got_y = datasets.worldmodels(10, np.random.default_rng(7))
+    assert np.array_equal(got_x[:, 0], x.astype(np.float32))
+    assert np.array_equal(got_y[:, 0], y.astype(np.float32))
+
+
+def test_unknown_names_are_refused():
+    with pytest.raises(ValueError, match='unknown dataset'):
+        datasets.limits('nope')
+    with pytest.raises(ValueError, match='unknown direction'):
+        datasets.generate('bishop', 3, np.random.default_rng(0), 'sideways')
