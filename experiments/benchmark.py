@@ -387,7 +387,7 @@ def parse_args(argv=None):
                         help='rows for the published sampling loop (default: 300)')
     parser.add_argument('--sample-rows', type=cli.positive, default=10 ** 6,
                         help='rows for toy.mdn.sample (default: 1000000)')
-    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--seed', type=cli.at_least(0), default=0)
     parser.add_argument('--out', '-o', default=os.path.join('results', 'benchmark'),
                         help='output directory (default: results/benchmark)')
     args = parser.parse_args(argv)

@@ -30,7 +30,7 @@ def parse_args(argv=None):
                         help='mixture components (default: 3)')
     parser.add_argument('--iterations', type=cli.positive, default=3000,
                         help='full-batch Adam steps (default: 3000)')
-    parser.add_argument('--seed', type=int, default=0,
+    parser.add_argument('--seed', type=cli.at_least(0), default=0,
                         help='seed of data and weights (default: 0)')
     parser.add_argument('--out', '-o', default=os.path.join('results', 'bishop'),
                         help='output directory (default: results/bishop)')

@@ -37,7 +37,7 @@ def parse_args(argv=None):
                         help='MDN mixture components (default: 24)')
     parser.add_argument('--iterations', type=cli.positive, default=6000,
                         help='full-batch Adam steps per net (default: 6000)')
-    parser.add_argument('--seed', type=int, default=0,
+    parser.add_argument('--seed', type=cli.at_least(0), default=0,
                         help='seed of data, weights and samples (default: 0)')
     parser.add_argument('--out', '-o', default=os.path.join('results', 'otoro'),
                         help='output directory (default: results/otoro)')
