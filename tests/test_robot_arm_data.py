@@ -114,8 +114,8 @@ def test_bayes_limit_matches_monte_carlo():
 
 
 def test_bayes_limit_converges():
-    fine = ARM.limits(resolution=6)
-    coarse = ARM.limits(resolution=4)
+    fine = ARM.limits(resolution=6, pieces_per_sigma=1.5)
+    coarse = ARM.limits()
     assert abs(fine[0] - coarse[0]) < 1e-6 and abs(fine[2] - 1) < 1e-8
 
 

@@ -511,7 +511,7 @@ class RobotArm(object):
                 self.theta1_range[0] - beta.max() - pad / rho_lo,
                 self.theta1_range[1] - beta.min() + pad / rho_lo)
 
-    def entropy_x(self, resolution=8, pieces_per_sigma=1.0):
+    def entropy_x(self, resolution=4, pieces_per_sigma=1.0):
         """H(x) = -int p(x) log p(x) dx, and int p(x) dx (a check: 1).
 
         Composite Gauss-Legendre over the polar box of `support`, pieces of
@@ -533,7 +533,7 @@ class RobotArm(object):
         plogp = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
         return float(-np.sum(w * plogp)), float(np.sum(w * p))
 
-    def limits(self, resolution=8, pieces_per_sigma=1.0):
+    def limits(self, resolution=4, pieces_per_sigma=1.0):
         """H(theta | x) = H(theta) + H(x | theta) - H(x), nats per point.
 
         H(theta) is the log-area of the angle box, H(x | theta) =
