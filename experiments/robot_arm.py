@@ -172,8 +172,8 @@ def posterior_correlation(arm, theta):
 def reachable_grid(arm, cells):
     """A square grid over the workspace: x1 (G,), x2 (G,), positions (G*G, 2)
     and the mask (G*G,) of those with an exact solution inside the angle box."""
-    x1 = np.linspace(-0.1, 1.0, cells)
-    x2 = np.linspace(0.0, 1.05, cells)
+    x1 = np.linspace(0.05, 1.0, cells)
+    x2 = np.linspace(0.0, 1.0, cells)
     grid = np.stack(np.meshgrid(x1, x2), -1).reshape(-1, 2)
     rho = np.hypot(grid[:, 0], grid[:, 1])
     lo, hi = arm.theta1_range
@@ -186,6 +186,11 @@ def reachable_grid(arm, cells):
 def hand_error(arm, theta_hat, x):
     """|f(theta_hat) - x| per point: (N,)."""
     return np.linalg.norm(arm.forward_kinematics(theta_hat) - x, axis=1)
+
+
+def angle_error(arm, theta_hat, x):
+    """Distance (radians) from theta_hat to the nearer exact solution for x: (N,)."""
+    return np.linalg.norm(theta_hat - arm.inverse_kinematics(x), axis=-1).min(axis=0)
 
 
 def rms(e):
@@ -218,7 +223,8 @@ def figures(out, arm, data, models, scaler, names, grid_cells):
     ax.set(title=r'joint angles $\theta$ (the target)', xlabel=r'$\theta_1$',
            ylabel=r'$\theta_2$')
     ax = axes[0][2]
-    targets = np.array([[0.45, 0.8], [0.75, 0.45], [0.2, 0.9]])
+    # Positions in the middle of the workspace, reached by both branches.
+    targets = np.array([[0.42, 0.82], [0.63, 0.63], [0.8, 0.42]])
     for target in targets:
         branches = arm.inverse_kinematics(target[None])[:, 0]
         plots.draw_arms(ax, arm, branches[:1], 'tab:purple')
@@ -254,10 +260,11 @@ def figures(out, arm, data, models, scaler, names, grid_cells):
                title=TITLES[name], xlabel='$x_1$', ylabel='$x_2$')
     plots.save(fig, os.path.join(out, 'arms.png'))
 
-    # 3. Where least squares' configurations land, against the targets.
-    fig, axes = plots.subplots(1, 2, width=4.4, height=4.2)
+    # 3. Where the predicted configurations land, against the targets.
+    landing = ['least_squares', 'per_dimension', names[-1]]
+    fig, axes = plots.subplots(1, len(landing), width=4.0, height=4.0)
     sub = show[:400]
-    for ax, name in zip(axes[0], ('least_squares', names[-1])):
+    for ax, name in zip(axes[0], landing):
         reached = arm.forward_kinematics(predict(name, models[name], scaler, x[sub]))
         ax.plot(np.stack([x[sub, 0], reached[:, 0]]), np.stack([x[sub, 1], reached[:, 1]]),
                 '-', color='0.6', lw=0.6)
@@ -267,7 +274,7 @@ def figures(out, arm, data, models, scaler, names, grid_cells):
         circle = np.linspace(0, np.pi / 2, 200)
         ax.plot(np.cos(circle), np.sin(circle), 'k:', lw=0.8)
         ax.set(aspect='equal', xlim=(-0.1, 1.0), ylim=(-0.05, 1.05),
-               title='{}: where the predicted arm lands'.format(TITLES[name]),
+               title='{}:\nwhere the predicted arm lands'.format(TITLES[name]),
                xlabel='$x_1$', ylabel='$x_2$')
         ax.legend(loc='lower left', fontsize=7, markerscale=2)
     plots.save(fig, os.path.join(out, 'landing.png'))
@@ -281,11 +288,8 @@ def figures(out, arm, data, models, scaler, names, grid_cells):
                                grid[ok])
         image = plots.error_map(ax, x1, x2, error.reshape(len(x2), len(x1)),
                                 TITLES[name], 1e-3, 0.3)
-    fig.colorbar(image, ax=axes[0].tolist(), label='end-effector error |f(θ̂) − x|')
-    fig.savefig(os.path.join(out, 'error_maps.png.tmp.png'))
-    plots.plt.close(fig)
-    os.replace(os.path.join(out, 'error_maps.png.tmp.png'),
-               os.path.join(out, 'error_maps.png'))
+    fig.colorbar(image, ax=ax, label='end-effector error |f(θ̂) − x|')
+    plots.save(fig, os.path.join(out, 'error_maps.png'))
 
 
 def markdown(metrics):
@@ -367,7 +371,7 @@ def main(argv=None):
             'nll': nll, 'gap': None if nll is None else nll - bayes,
             'rms_mode': rms(hand_error(arm, theta_mode, x)),
             'rms_mean': rms(hand_error(arm, theta_mean, x)),
-            'rms_theta': rms(theta_mode - theta),
+            'rms_theta_nearest_solution': rms(angle_error(arm, theta_mode, x)),
             'branches_mixed': mixed,
             'best_val_loss': history['best_val_loss'],
             'best_iteration': history['best_iteration'],
