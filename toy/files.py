@@ -109,12 +109,12 @@ def read_npz_safe(path, check=None, max_bytes=MAX_BYTES, keys=None):
                 raise ValueError('{} holds pickled object arrays ({}), which are '
                                  'refused because unpickling can run code'
                                  .format(path, key))
+            if check is not None:
+                check(key, shape, dtype)
             if info.file_size < size:
                 raise ValueError('{}: member {} is truncated: its header announces '
                                  '{} {} ({} bytes) but it holds {} bytes'.format(
                                      path, key, shape, dtype, size, info.file_size))
-            if check is not None:
-                check(key, shape, dtype)
             total += size
             if total > max_bytes:
                 raise ValueError('{}: its arrays would take over {:,} bytes ({} '

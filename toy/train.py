@@ -81,7 +81,9 @@ def check_data(x, y=None, names=('x', 'y')):
             raise ValueError('{} must hold real numbers (float32; float64 and '
                              'integers are cast), got dtype {}'.format(name, a.dtype))
         for stage, values in (('', a), (' once cast to float32', None)):
-            values = a.astype(np.float32, copy=False) if values is None else values
+            if values is None:
+                with np.errstate(over='ignore'):   # reported just below
+                    values = a.astype(np.float32, copy=False)
             bad = ~xp.isfinite(values)
             if bad.any():
                 rows = xp.nonzero(bad.any(axis=1))[0]
