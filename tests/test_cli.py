@@ -35,9 +35,9 @@ BAD = {
     'device': (['--device', 'tpu'], "unknown device 'tpu'"),
     'epoch': (['--epoch', 'many'], "invalid integer value: 'many'"),
     'activation': (['--activation', 'swish'], "invalid choice: 'swish'"),
-    'seed': (['--seed', '-1'], '--seed: -1 is not >= 0'),
-    'resume': (['--resume', 'no-such-file'], '--resume: no-such-file is not a '
-                                             'readable .npz snapshot'),
+    'seed': (['--seed', '-1'], '--seed: -1 is not in [0, 4294967295]'),
+    'seed_too_big': (['--seed', str(2 ** 32)], '--seed: 4294967296 is not in [0, '),
+    'resume': (['--resume', 'no-such-file'], '--resume no-such-file: not a file'),
 }
 
 
