@@ -21,6 +21,7 @@ most probable component's mean, and the mixture's mean), as Bishop measures
 it; how often a prediction pairs theta1 of one branch with theta2 of the
 other. Writes metrics.json, results.md and figures to --out.
 """
+import argparse
 import math
 import os
 import sys
@@ -31,7 +32,7 @@ import numpy as np
 import toy  # noqa: F401  (patches NumPy/Python for chainer before it is imported)
 import chainer
 
-from toy import cli, datasets, fit, mdn, plots
+from toy import cli, datasets, files, mdn, plots, train
 
 MODELS = ('least_squares', 'per_dimension', 'joint_diag', 'joint_full')
 TITLES = {'least_squares': 'least squares',
@@ -43,13 +44,14 @@ COLOURS = {'least_squares': 'tab:blue', 'per_dimension': 'tab:orange',
 
 
 def positive_float(text):
-    value = float(text)
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError('{!r} is not a number'.format(text))
     if not (math.isfinite(value) and value > 0):
-        raise ValueError(text)
+        raise argparse.ArgumentTypeError('{} is not a finite number > 0'.format(text))
     return value
-
-
-positive_float.__name__ = 'positive number'
 
 
 def make_parser():
@@ -83,7 +85,7 @@ def make_parser():
                              '(default: 1e-4)')
     parser.add_argument('--grid', type=cli.at_least(8), default=160,
                         help='cells per side of the error maps (default: 160)')
-    parser.add_argument('--seed', type=cli.at_least(0), default=0,
+    parser.add_argument('--seed', type=cli.seed, default=0,
                         help='seed of data, weights and shuffling (default: 0)')
     parser.add_argument('--out', '-o', default=os.path.join('results', 'robot_arm'),
                         help='output directory (default: results/robot_arm)')
@@ -98,9 +100,7 @@ def check_args(parser, args):
     if args.lr_final > args.lr:
         parser.error('--lr-final {} is larger than --lr {}: the step size decays'
                      .format(args.lr_final, args.lr))
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        parser.error('--out {} is a file, not a directory: choose another path'
-                     .format(args.out))
+    cli.check_out(parser, args.out)
     args.covariance = sorted(set(args.covariance))
     args.device = cli.get_device(parser, args.device)
     return args
@@ -118,11 +118,10 @@ def build(name, args, rng):
 
 def train_model(model, data, args, seed):
     """The lean loop (best validation kept), alike for every model."""
-    steps_per_epoch = math.ceil(len(data['x']) / args.batchsize)
-    return fit.fit(model, data['x'], data['theta'], data['x_val'],
-                   data['theta_val'], iterations=args.epochs * steps_per_epoch,
-                   lr=args.lr, lr_final=args.lr_final, batchsize=args.batchsize,
-                   eval_every=steps_per_epoch, seed=seed, device=args.device)
+    return train.fit(model, data['x'], data['theta'], data['x_val'],
+                     data['theta_val'], epochs=args.epochs,
+                     batchsize=args.batchsize, lr=args.lr, lr_final=args.lr_final,
+                     eval_every=1, seed=seed, device=args.device)
 
 
 def to_cpu(a):
@@ -142,7 +141,7 @@ def predict(name, model, scaler, x, how='mode'):
 
 def heldout_nll(model, scaler, x, theta):
     """Mean NLL of theta | x in nats per point, angles in radians."""
-    return fit.mean_loss(model, scaler.inputs(x), scaler.targets(theta)) \
+    return train.evaluate(model, scaler.inputs(x), scaler.targets(theta)) \
         + scaler.log_jacobian
 
 
@@ -327,17 +326,14 @@ def main(argv=None):
     parser = make_parser()
     args = check_args(parser, parser.parse_args(argv))
     start = time.time()
-    try:
-        os.makedirs(args.out, exist_ok=True)
-    except OSError as e:
-        parser.error('--out {}: {}'.format(args.out, e.strerror))
+    os.makedirs(args.out, exist_ok=True)
     arm = datasets.RobotArm(args.noise)
     seeds = np.random.SeedSequence(args.seed).spawn(4 + len(MODELS))
     data = {}
     for key, n, seed in (('', args.points, seeds[0]), ('_val', args.val_points, seeds[1]),
                          ('_test', args.test_points, seeds[2])):
         data['theta' + key], data['x' + key] = arm.sample(n, np.random.default_rng(seed))
-    scaler = fit.Standardizer(data['x'], data['theta'])
+    scaler = train.Standardizer(data['x'], data['theta'])
     scaled = {'x': scaler.inputs(data['x']), 'theta': scaler.targets(data['theta']),
               'x_val': scaler.inputs(data['x_val']),
               'theta_val': scaler.targets(data['theta_val'])}
@@ -374,7 +370,7 @@ def main(argv=None):
             'rms_theta_nearest_solution': rms(angle_error(arm, theta_mode, x)),
             'branches_mixed': mixed,
             'best_val_loss': history['best_val_loss'],
-            'best_iteration': history['best_iteration'],
+            'best_epoch': history['best_epoch'],
             'train_seconds': round(history['seconds'], 2)}
         print('{:>14}: {}'.format(name, {k: (round(v, 4) if isinstance(v, float) else v)
                                          for k, v in metrics[name].items()}), flush=True)
@@ -397,11 +393,9 @@ def main(argv=None):
     }
     figures(args.out, arm, data, models, scaler, names, args.grid)
     result['wall_seconds'] = round(time.time() - start, 1)
-    mdn.write_json(os.path.join(args.out, 'metrics.json'), result)
-    with open(os.path.join(args.out, 'results.md.tmp'), 'w') as f:
+    files.write_json(os.path.join(args.out, 'metrics.json'), result)
+    with files.atomic_write(os.path.join(args.out, 'results.md')) as f:
         f.write(markdown(result))
-    os.replace(os.path.join(args.out, 'results.md.tmp'),
-               os.path.join(args.out, 'results.md'))
     print(markdown(result))
     return 0
 

@@ -154,3 +154,12 @@ def test_point_estimates_of_joint_mixtures():
                                    mdn.most_probable_mean(logits, mu))
         np.testing.assert_allclose(model.point_estimate(x, 'mean'),
                                    mdn.mixture_mean(logits, mu))
+
+
+@pytest.mark.parametrize('cls', [mdn.PerDimensionMDN, mdn.FullCovarianceMDN])
+def test_losses_check_the_data(cls):
+    model, x, y = model_and_data(cls)
+    with pytest.raises(ValueError, match='y has 3 column'):
+        model.loss(x, np.zeros((20, 3), np.float32))
+    with pytest.raises(ValueError, match='NaN|finite'):
+        model.loss(x, np.full((20, 2), np.nan, np.float32))

@@ -51,14 +51,16 @@ def test_covariance_choice():
 
 BAD = {
     'covariance': (['--covariance', 'banded'], "invalid choice: 'banded'"),
-    'noise': (['--noise', '0'], "invalid positive number value: '0'"),
-    'noise_nan': (['--noise', 'nan'], "invalid positive number value: 'nan'"),
+    'noise': (['--noise', '0'], '--noise: 0 is not a finite number > 0'),
+    'noise_nan': (['--noise', 'nan'], '--noise: nan is not a finite number > 0'),
+    'lr_text': (['--lr', 'fast'], "--lr: 'fast' is not a number"),
     'batch': (['--points', '100', '--batchsize', '101'],
               '--batchsize 101 is larger than the 100 training points'),
     'lr': (['--lr', '1e-3', '--lr-final', '1e-2'], '--lr-final 0.01 is larger'),
     'epochs': (['--epochs', '0'], '--epochs: 0 is not >= 1'),
     'device': (['--device', 'tpu'], "unknown device 'tpu'"),
-    'seed': (['--seed', '-3'], '--seed: -3 is not >= 0'),
+    'seed': (['--seed', '-3'], '--seed: -3 is not in [0, 4294967295]'),
+    'out_file': (['--out', 'IS_A_FILE'], 'is a file, not a directory'),
 }
 
 
@@ -67,8 +69,10 @@ def test_bad_argument_is_one_line_exit_2(case, tmp_path, capsys):
     earlier = tmp_path / 'metrics.json'
     earlier.write_text('{"kept": true}')
     args, message = BAD[case]
+    (tmp_path / 'IS_A_FILE').write_text('x')
+    args = [str(tmp_path / a) if a == 'IS_A_FILE' else a for a in args]
     with pytest.raises(SystemExit) as stop:
-        robot_arm.main(args + ['--out', str(tmp_path)])
+        robot_arm.main(['--out', str(tmp_path)] + args)
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert message in err and err.count('\n') == 1, err

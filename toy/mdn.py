@@ -227,8 +227,11 @@ class PerDimensionMDN(MDN):
         return F.split_axis(h, 3, axis=2)
 
     def loss(self, x, y):
-        # The sum over d of 1-D mixture NLLs: the fused 1-D loss on N * D
-        # rows (its mean over rows times D is the mean over N of the sum).
+        """Mean over N of the sum over d of 1-D mixture NLLs; checked as `MDN.loss`."""
+        if chainer.config.type_check:
+            x, y = self.check_data(x, y)
+        # The fused 1-D loss on N * D rows: its mean over rows times D is
+        # the mean over N of the sum over d.
         h = F.reshape(self.features(x), (-1, 3 * self.k))
         nll = loss.nll_fused_packed(h, y.reshape(-1, 1), self.k) * self.out_dim
         chainer.report({'loss': nll}, self)
@@ -274,6 +277,9 @@ class FullCovarianceMDN(MDN):
                 F.reshape(lower, (-1, k, d * (d - 1) // 2)))
 
     def loss(self, x, y):
+        """Mean NLL of y (N, D) given x, a Variable; checked as `MDN.loss`."""
+        if chainer.config.type_check:
+            x, y = self.check_data(x, y)
         nll = loss.nll_full_covariance(*self.forward(x), y)
         chainer.report({'loss': nll}, self)
         return nll
