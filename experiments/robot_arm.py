@@ -146,9 +146,9 @@ def heldout_nll(model, scaler, x, theta):
 
 
 def branch_mixing(arm, x, theta_hat):
-    """Of the positions with two well-separated valid configurations, the
-    fraction whose prediction takes theta1 from one branch and theta2 from
-    the other; and that mask of two-valued positions (N,)."""
+    """Masks (N,): the positions with two well-separated valid configurations,
+    and those of them whose prediction takes theta1 from one branch and
+    theta2 from the other."""
     up, down = arm.inverse_kinematics(x)
     rho = np.hypot(x[:, 0], x[:, 1])
     lo, hi = arm.theta1_range
@@ -158,8 +158,7 @@ def branch_mixing(arm, x, theta_hat):
                   & (down[:, 0] > lo) & (down[:, 0] < hi))
     first_up = np.abs(theta_hat[:, 0] - up[:, 0]) < np.abs(theta_hat[:, 0] - down[:, 0])
     second_up = theta_hat[:, 1] < np.pi
-    mixed = (first_up != second_up) & two_valued
-    return float(mixed.sum() / max(1, two_valued.sum())), two_valued
+    return two_valued, (first_up != second_up) & two_valued
 
 
 def posterior_correlation(arm, theta):
@@ -196,7 +195,9 @@ def rms(e):
     return float(np.sqrt(np.mean(np.square(e))))
 
 
-def figures(out, arm, data, models, scaler, names, grid_cells):
+def figures(out, arm, data, models, scaler, names, grid_cells, per_dim_mixed):
+    """per_dim_mixed (N,): the test positions where the per-dimension
+    mixture pairs theta1 of one branch with theta2 of the other."""
     x, theta = data['x_test'], data['theta_test']
     rng = np.random.default_rng(0)
 
@@ -224,6 +225,13 @@ def figures(out, arm, data, models, scaler, names, grid_cells):
     ax = axes[0][2]
     # Positions in the middle of the workspace, reached by both branches.
     targets = np.array([[0.42, 0.82], [0.63, 0.63], [0.8, 0.42]])
+    # The arms figure shows where the per-dimension mixture pairs the
+    # branches: three such test positions, spread by polar angle, if it does.
+    where = np.nonzero(per_dim_mixed)[0]
+    where = where[np.argsort(np.arctan2(x[where, 1], x[where, 0]))]
+    shown = np.concatenate([x[where[[len(where) // 6, len(where) // 2,
+                                     5 * len(where) // 6]]] if len(where) >= 3
+                            else np.zeros((0, 2)), targets])[:3]
     for target in targets:
         branches = arm.inverse_kinematics(target[None])[:, 0]
         plots.draw_arms(ax, arm, branches[:1], 'tab:purple')
@@ -237,7 +245,7 @@ def figures(out, arm, data, models, scaler, names, grid_cells):
     # 2. Predicted configurations drawn as arms, per model.
     fig, axes = plots.subplots(1, len(names), width=3.6, height=3.7)
     for ax, name in zip(axes[0], names):
-        for target in targets:
+        for target in shown:
             plots.draw_arms(ax, arm, predict(name, models[name], scaler,
                                              target[None]), COLOURS[name])
             ax.plot(*target, 'kx', ms=8)
@@ -246,17 +254,21 @@ def figures(out, arm, data, models, scaler, names, grid_cells):
             # mixtures only: a per-dimension mixture has no joint components).
             model = models[name]
             if name != 'per_dimension':
-                logits, mu = model.mixture(model.xp.asarray(scaler.inputs(targets)))[:2]
+                logits, mu = model.mixture(model.xp.asarray(scaler.inputs(shown)))[:2]
                 logits, mu = to_cpu(logits), scaler.untarget(to_cpu(mu))
                 pi = np.exp(logits - logits.max(1, keepdims=True))
                 pi /= pi.sum(1, keepdims=True)
-                for i in range(len(targets)):
+                for i in range(len(shown)):
                     for k in range(pi.shape[1]):
                         if pi[i, k] > 0.02:
                             plots.draw_arms(ax, arm, mu[i, k], 'k',
                                             alpha=0.6 * pi[i, k], lw=1)
         ax.set(aspect='equal', xlim=(-0.1, 1.0), ylim=(-0.05, 1.05),
                title=TITLES[name], xlabel='$x_1$', ylabel='$x_2$')
+    fig.suptitle('predicted configurations (most probable component; faded: every '
+                 'joint component, by its weight) at three targets x{}'.format(
+                     ' where the per-dimension mixture pairs the branches'
+                     if len(where) >= 3 else ''), fontsize=9)
     plots.save(fig, os.path.join(out, 'arms.png'))
 
     # 3. Where the predicted configurations land, against the targets.
@@ -280,15 +292,18 @@ def figures(out, arm, data, models, scaler, names, grid_cells):
 
     # 4. Error maps over the workspace.
     x1, x2, grid, ok = reachable_grid(arm, grid_cells)
-    fig, axes = plots.subplots(1, len(names), width=3.6, height=3.5)
+    fig, axes = plots.subplots(1, len(names), width=3.6, height=3.5,
+                               layout='constrained')
     for ax, name in zip(axes[0], names):
         error = np.full(len(grid), np.nan)
         error[ok] = hand_error(arm, predict(name, models[name], scaler, grid[ok]),
                                grid[ok])
         image = plots.error_map(ax, x1, x2, error.reshape(len(x2), len(x1)),
                                 TITLES[name], 1e-3, 0.3)
-    fig.colorbar(image, ax=ax, label='end-effector error |f(θ̂) − x|')
-    plots.save(fig, os.path.join(out, 'error_maps.png'))
+    fig.colorbar(image, ax=axes[0].tolist(), label='end-effector error |f(θ̂) − x|')
+    with files.atomic_write(os.path.join(out, 'error_maps.png'), 'wb') as f:
+        fig.savefig(f, format='png')
+    plots.plt.close(fig)
 
 
 def markdown(metrics):
@@ -339,7 +354,7 @@ def main(argv=None):
               'theta_val': scaler.targets(data['theta_val'])}
 
     names = ['least_squares', 'per_dimension'] + ['joint_' + c for c in args.covariance]
-    models, metrics = {}, {}
+    models, metrics, mixed = {}, {}, {}
     bayes, h_x, mass = arm.limits()
     x, theta = data['x_test'], data['theta_test']
     exact = (-arm.log_likelihood(x, theta) + arm.log_volume
@@ -362,13 +377,13 @@ def main(argv=None):
         if nll is not None:
             by_corr['nll'][name] = [heldout_nll(model, scaler, x[s], theta[s])
                                     for _, s in subsets]
-        mixed, two_valued = branch_mixing(arm, x, theta_mode)
+        two_valued, mixed[name] = branch_mixing(arm, x, theta_mode)
         metrics[name] = {
             'nll': nll, 'gap': None if nll is None else nll - bayes,
             'rms_mode': rms(hand_error(arm, theta_mode, x)),
             'rms_mean': rms(hand_error(arm, theta_mean, x)),
             'rms_theta_nearest_solution': rms(angle_error(arm, theta_mode, x)),
-            'branches_mixed': mixed,
+            'branches_mixed': float(mixed[name].sum() / max(1, two_valued.sum())),
             'best_val_loss': history['best_val_loss'],
             'best_epoch': history['best_epoch'],
             'train_seconds': round(history['seconds'], 2)}
@@ -391,7 +406,8 @@ def main(argv=None):
         'config': {k: v for k, v in vars(args).items() if k not in ('device', 'out')},
         'device': str(args.device), 'versions': mdn.versions(),
     }
-    figures(args.out, arm, data, models, scaler, names, args.grid)
+    figures(args.out, arm, data, models, scaler, names, args.grid,
+            mixed['per_dimension'])
     result['wall_seconds'] = round(time.time() - start, 1)
     files.write_json(os.path.join(args.out, 'metrics.json'), result)
     with files.atomic_write(os.path.join(args.out, 'results.md')) as f:
