@@ -300,3 +300,14 @@ def test_a_run_leaves_no_stale_snapshot(snapshot_run, tmp_path):
         with np.load(os.path.join(out, name)) as npz:
             assert json.loads(str(npz[train.OPTIONS_KEY]))['seed'] == 3
             assert int(npz['updater/iterator:main/epoch']) == 3
+
+
+def test_resume_at_the_requested_epoch_trains_nothing_more(snapshot_run, tmp_path):
+    out = str(tmp_path / 'out')
+    shutil.copytree(snapshot_run, out)
+    want = json.load(open(os.path.join(snapshot_run, 'metrics.json')))['nll_test']
+    mdn.main(TINY + ['--epoch', '2', '--out', out, '--resume',
+                     os.path.join(snapshot_run, 'mdn-snapshot')])
+    assert json.load(open(os.path.join(out, 'metrics.json')))['nll_test'] == want
+    with np.load(os.path.join(out, 'mdn-snapshot')) as npz:
+        assert int(npz['updater/iteration']) == 2 * 2
