@@ -131,4 +131,7 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except train.Diverged as e:
+        sys.exit('{}: error: {}'.format(os.path.basename(__file__), e))

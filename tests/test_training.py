@@ -348,3 +348,11 @@ def test_a_snapshot_of_another_model_is_one_line(tmp_path):
         train.train(mdn.MDN(hidden=4, k=5), x, y, name='k5',
                     resume=str(tmp_path / 'k2-snapshot'), **run)
     assert not (tmp_path / 'k5-snapshot').exists()
+
+
+def test_train_full_batch_is_batchsize_none(tmp_path):
+    x, y = ones(10)
+    trainer = train.train(Scalar('linear'), x, y, epochs=3, batchsize=None,
+                          device=CPU, seed=0, out=str(tmp_path), name='full',
+                          quiet=True)
+    assert trainer.updater.iteration == 3

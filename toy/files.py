@@ -129,12 +129,16 @@ def read_npz_safe(path, check=None, max_bytes=MAX_BYTES, keys=None):
                 with archive.open(info) as f:
                     arrays[key] = np.lib.format.read_array(f, allow_pickle=False)
             except zipfile.BadZipFile as e:
-                raise ValueError('{} is damaged ({} in member {}): use an intact '
-                                 'copy'.format(path, e, key))
+                raise _damaged(path, key, e)
             except (ValueError, EOFError, OSError, zipfile.LargeZipFile) as e:
                 raise ValueError('{}: member {} cannot be read ({})'.format(
                     path, key, ' '.join(str(e).split())))
     return arrays
+
+
+def _damaged(path, key, error):
+    return ValueError('{} is damaged ({} in member {}): use an intact copy'.format(
+        path, ' '.join(str(error).split()), key))
 
 
 def _read_header(path, archive, info):
@@ -146,7 +150,9 @@ def _read_header(path, archive, info):
                 raise ValueError('unsupported .npy version {}'.format(version))
             shape, _, dtype = _HEADER_READERS[version](f)
             header = f.tell()
-    except (ValueError, EOFError, OSError, zipfile.BadZipFile) as e:
+    except zipfile.BadZipFile as e:   # a small member is read whole, CRC included
+        raise _damaged(path, info.filename[:-4], e)
+    except (ValueError, EOFError, OSError) as e:
         raise ValueError('{}: member {} has no valid .npy header ({})'.format(
             path, info.filename, ' '.join(str(e).split())))
     return shape, dtype, header + math.prod(shape) * dtype.itemsize

@@ -499,7 +499,10 @@ def main(argv=None):
         'mdn_train_seconds': round(mdn_seconds, 2),
         'wall_seconds': round(time.time() - start, 2),
     }
-    files.write_json(os.path.join(args.out, 'metrics.json'), metrics)
+    try:
+        files.write_json(os.path.join(args.out, 'metrics.json'), metrics)
+    except ValueError as e:     # a NaN or inf metric: strict JSON has none
+        parser.exit(1, '{}: error: {}\n'.format(parser.prog, e))
     print(json.dumps({k: metrics[k] for k in ('nll_train', 'nll_test',
                                               'baseline_mse_test',
                                               'wall_seconds')}))

@@ -294,8 +294,8 @@ def train(model, x, y, *, epochs, batchsize, device, seed, out, name,
           frequency=None, resume=None, options=None, quiet=False):
     """Fit `model` (a Chain with a `loss(x, y)` method) by Adam with default settings.
 
-    x (N, in_dim) and y (N, D) float32 arrays (checked once by `check_data`).
-    Writes into `out`: `{name}-log.json`, `{name}-loss.png` and
+    x (N, in_dim) and y (N, D) float32 arrays (checked once by `check_data`);
+    batchsize None (or >= N) is full-batch. Writes into `out`: `{name}-log.json`, `{name}-loss.png` and
     `{name}-snapshot` (every `frequency` epochs, default epochs / 10, and at
     the end, so the snapshot in `out` is always this run's). `options`: a
     JSON-able dict of what defines the run (seed, model sizes...), stored in
@@ -306,6 +306,7 @@ def train(model, x, y, *, epochs, batchsize, device, seed, out, name,
     non-finite. Returns the Trainer after the run.
     """
     x, y = check_data(x, y)
+    batchsize = len(x) if batchsize is None else min(batchsize, len(x))
     options = dict(options or {}, seed=seed, batchsize=batchsize, points=len(x),
                    model=type(model).__name__)
     model.to_device(device)
