@@ -103,7 +103,20 @@ def check_args(parser, args):
     cli.check_out(parser, args.out)
     args.covariance = sorted(set(args.covariance))
     args.device = cli.get_device(parser, args.device)
+    cli.check_memory(parser, memory_needed(args), args.device,
+                     '--points, --val-points, --test-points, --hidden, '
+                     '--mixtures/-k or --grid')
     return args
+
+
+def memory_needed(args):
+    """Rough upper estimate of a run's bytes: the data and their copies
+    (float64), the activations of an evaluation batch (at most 65,536 rows),
+    and the error-map grid."""
+    rows = args.points + args.val_points + args.test_points
+    head = 6 * args.mixtures  # the largest head: 2 x 3K or K (1 + 2D + 1)
+    return (8 * 16 * rows + 4 * 8 * min(rows, 65536) * (args.hidden + head)
+            + 8 * 16 * args.grid ** 2)
 
 
 def build(name, args, rng):

@@ -163,3 +163,31 @@ def test_losses_check_the_data(cls):
         model.loss(x, np.zeros((20, 3), np.float32))
     with pytest.raises(ValueError, match='NaN|finite'):
         model.loss(x, np.full((20, 2), np.nan, np.float32))
+
+
+@pytest.mark.gpu
+def test_gpu_matches_cpu():
+    """The full-covariance NLL, its gradients, the sampler and both models'
+    losses on CuPy give the CPU's numbers (skipped where no GPU works)."""
+    gpu, cpu = chainer.get_device('@cupy:0'), chainer.get_device('@numpy')
+    to_cpu = chainer.backend.CpuDevice().send
+    params = full_mixture(64, 4, 2, seed=5, dtype=np.float32)
+
+    def value_and_grads(device):
+        v = [chainer.Variable(device.send(a)) for a in params]
+        value = loss.nll_full_covariance(*v)
+        value.backward()
+        return [to_cpu(value.array)] + [to_cpu(a.grad) for a in v]
+
+    for got, want in zip(value_and_grads(gpu), value_and_grads(cpu)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    draws = to_cpu(mdn.sample_full(*(gpu.send(a) for a in params[:4]), n=2000,
+                                   rng=gpu.xp.random.RandomState(0)))
+    assert draws.shape == (64, 2000, 2) and np.isfinite(draws).all()
+    for cls in (mdn.PerDimensionMDN, mdn.FullCovarianceMDN):
+        model, x, y = model_and_data(cls)
+        want = float(model.loss(x, y).array)
+        model.to_device(gpu)
+        np.testing.assert_allclose(float(model.loss(gpu.send(x), gpu.send(y)).array),
+                                   want, rtol=1e-5)
+        assert model.sample(x, n=3).shape == (20, 3, 2)

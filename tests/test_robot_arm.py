@@ -59,6 +59,7 @@ BAD = {
     'lr': (['--lr', '1e-3', '--lr-final', '1e-2'], '--lr-final 0.01 is larger'),
     'epochs': (['--epochs', '0'], '--epochs: 0 is not >= 1'),
     'device': (['--device', 'tpu'], "unknown device 'tpu'"),
+    'memory': (['--points', '10000000000000'], 'this run needs about'),
     'seed': (['--seed', '-3'], '--seed: -3 is not in [0, 4294967295]'),
     'out_file': (['--out', 'IS_A_FILE'], 'is a file, not a directory'),
 }
