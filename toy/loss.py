@@ -223,3 +223,36 @@ def nll_fused_packed(h, y, k):
     """`nll_fused` on the head output h (N, K (1 + 2 D)), laid out as
     [logits (K) | mu (K x D) | ln_var (K x D)] per row, y (N, D)."""
     return PackedMixtureNLL(k, _need_grad((h, y))).apply((h, y))[0]
+
+
+def nll_full_covariance(logits, mu, log_diag, lower, y):
+    """Mean NLL of a full-covariance mixture, -log sum_k pi_k N(y; mu_k, L_k L_k^T).
+
+    logits (N, K), mu (N, K, D), y (N, D). Each component's covariance is
+    given by its Cholesky factor L_k, lower triangular with a positive
+    diagonal: log_diag (N, K, D) holds log L_k,dd and lower (N, K, D(D-1)/2)
+    the entries below the diagonal in row-major order, (1,0), (2,0), (2,1),
+    ... (numpy.tril_indices(D, -1)). Then log |Sigma_k| = 2 sum_d log L_k,dd
+    and the Mahalanobis term is |z|^2 with L_k z = y - mu_k, solved by
+    forward substitution, one row of L at a time (no matrix inverse, and
+    differentiable by Chainer's autograd, also twice). Log space throughout.
+    """
+    n, k, d = mu.shape
+    if (logits.shape != (n, k) or log_diag.shape != mu.shape
+            or lower.shape != (n, k, d * (d - 1) // 2) or y.shape != (n, d)):
+        raise ValueError(
+            'nll_full_covariance needs logits (N, K), mu and log_diag (N, K, D), '
+            'lower (N, K, D(D-1)/2), y (N, D); got {}, {}, {}, {}, {}'.format(
+                logits.shape, mu.shape, log_diag.shape, lower.shape, y.shape))
+    r = F.broadcast_to(F.expand_dims(y, 1), mu.shape) - mu
+    inv_diag = F.exp(-log_diag)
+    z, entry = [], 0
+    for i in range(d):
+        row = r[:, :, i]
+        for j in range(i):
+            row = row - lower[:, :, entry] * z[j]
+            entry += 1
+        z.append(row * inv_diag[:, :, i])
+    mahalanobis = sum(F.square(z_i) for z_i in z)
+    log_n = -0.5 * (d * LOG_2PI + mahalanobis) - F.sum(log_diag, axis=2)
+    return -F.mean(F.logsumexp(F.log_softmax(logits, axis=1) + log_n, axis=1))

@@ -74,8 +74,14 @@ class MDN(OneHiddenLayer):
 
     def __init__(self, in_dim=1, out_dim=1, hidden=256, k=5, activation='none',
                  nll='fused', rng=None):
-        super().__init__(in_dim, hidden, k * (1 + 2 * out_dim), activation, rng)
+        super().__init__(in_dim, hidden, self.head_size(k, out_dim), activation,
+                         rng)
         self.k, self.out_dim, self.nll = k, out_dim, LOSSES[nll]
+
+    @staticmethod
+    def head_size(k, d):
+        """Numbers the head emits per input: K logits, K*D means, K*D ln_var."""
+        return k * (1 + 2 * d)
 
     def forward(self, x):
         """-> logits (N, K), mu (N, K, D), ln_var (N, K, D), as Variables."""
@@ -116,6 +122,12 @@ class MDN(OneHiddenLayer):
     def sample(self, x, n=1, temperature=1.0, rng=None):
         """n draws of y per input row: (N, n, D). See `sample`."""
         return sample(*self.mixture(x), n=n, temperature=temperature, rng=rng)
+
+    def point_estimate(self, x, how='mode'):
+        """One y per input, (N, D): the mean of the most probable component
+        (how='mode') or the mixture's mean E[y|x] (how='mean')."""
+        logits, mu = self.mixture(x)[:2]
+        return POINT_ESTIMATES[how](logits, mu)
 
 
 class LeastSquares(OneHiddenLayer):
@@ -191,6 +203,130 @@ def most_probable_mean(logits, mu):
     """mu of the component with the largest pi_k: (N, D)."""
     xp = backend.get_array_module(logits)
     return mu[xp.arange(len(logits)), logits.argmax(axis=1)]
+
+
+POINT_ESTIMATES = {'mode': most_probable_mean, 'mean': mixture_mean}
+
+
+class PerDimensionMDN(MDN):
+    """A separate K-component mixture per output dimension, as in the
+    WorldModels MDN-RNN: p(y|x) = prod_d sum_k pi_dk N(y_d; mu_dk, sigma_dk^2).
+
+    The head emits, per dimension d, [K logits | K means | K ln_var]: D * 3K
+    numbers. The dimensions are independent given x, so this density cannot
+    tie the choice of branch in one dimension to that in another.
+    """
+
+    @staticmethod
+    def head_size(k, d):
+        return 3 * k * d
+
+    def forward(self, x):
+        """-> logits, mu, ln_var, each (N, D, K), as Variables."""
+        h = F.reshape(self.features(x), (-1, self.out_dim, 3 * self.k))
+        return F.split_axis(h, 3, axis=2)
+
+    def loss(self, x, y):
+        """Mean over N of the sum over d of 1-D mixture NLLs; checked as `MDN.loss`."""
+        if chainer.config.type_check:
+            x, y = self.check_data(x, y)
+        # The fused 1-D loss on N * D rows: its mean over rows times D is
+        # the mean over N of the sum over d.
+        h = F.reshape(self.features(x), (-1, 3 * self.k))
+        nll = loss.nll_fused_packed(h, y.reshape(-1, 1), self.k) * self.out_dim
+        chainer.report({'loss': nll}, self)
+        return nll
+
+    def sample(self, x, n=1, temperature=1.0, rng=None):
+        """n draws per row, (N, n, D): each dimension drawn from its own mixture."""
+        logits, mu, ln_var = self.mixture(x)
+        rows, d, k = logits.shape
+        y = sample(logits.reshape(rows * d, k), mu.reshape(rows * d, k, 1),
+                   ln_var.reshape(rows * d, k, 1), n=n, temperature=temperature,
+                   rng=rng)
+        return y.reshape(rows, d, n).transpose(0, 2, 1)
+
+    def point_estimate(self, x, how='mode'):
+        """(N, D): per dimension, its most probable component's mean or its mean."""
+        logits, mu = self.mixture(x)[:2]
+        rows, d, k = logits.shape
+        return POINT_ESTIMATES[how](logits.reshape(rows * d, k),
+                                    mu.reshape(rows * d, k, 1)).reshape(rows, d)
+
+
+class FullCovarianceMDN(MDN):
+    """p(y|x) = sum_k pi_k N(y; mu_k, L_k L_k^T), L_k lower triangular with
+    a positive diagonal (a Cholesky factor per component).
+
+    The head emits [K logits | K*D means | K*D log L_dd | K*D(D-1)/2 entries
+    below the diagonal] (row-major, as `loss.nll_full_covariance`). The NLL
+    is composed of Chainer functions (no fused form).
+    """
+
+    @staticmethod
+    def head_size(k, d):
+        return k * (1 + 2 * d + d * (d - 1) // 2)
+
+    def forward(self, x):
+        """-> logits (N, K), mu (N, K, D), log_diag (N, K, D),
+        lower (N, K, D(D-1)/2), as Variables."""
+        k, d = self.k, self.out_dim
+        logits, mu, log_diag, lower = F.split_axis(
+            self.features(x), (k, k + k * d, k + 2 * k * d), axis=1)
+        return (logits, F.reshape(mu, (-1, k, d)), F.reshape(log_diag, (-1, k, d)),
+                F.reshape(lower, (-1, k, d * (d - 1) // 2)))
+
+    def loss(self, x, y):
+        """Mean NLL of y (N, D) given x, a Variable; checked as `MDN.loss`."""
+        if chainer.config.type_check:
+            x, y = self.check_data(x, y)
+        nll = loss.nll_full_covariance(*self.forward(x), y)
+        chainer.report({'loss': nll}, self)
+        return nll
+
+    def sample(self, x, n=1, temperature=1.0, rng=None):
+        """n draws of y per input row: (N, n, D). See `sample_full`."""
+        return sample_full(*self.mixture(x), n=n, temperature=temperature,
+                           rng=rng)
+
+
+def scale_tril(log_diag, lower):
+    """Cholesky factors L (N, K, D, D) from log_diag (N, K, D) and the
+    row-major entries below the diagonal, lower (N, K, D(D-1)/2)."""
+    xp = backend.get_array_module(log_diag)
+    d = log_diag.shape[-1]
+    chol = xp.zeros(log_diag.shape + (d,), dtype=log_diag.dtype)
+    i, j = np.tril_indices(d, -1)
+    chol[..., i, j] = lower
+    diagonal = np.arange(d)
+    chol[..., diagonal, diagonal] = xp.exp(log_diag)
+    return chol
+
+
+def sample_full(logits, mu, log_diag, lower, n=1, temperature=1.0, rng=None):
+    """n draws per row from a full-covariance mixture: (N, n, D).
+
+    Arrays as `FullCovarianceMDN.forward` returns them (NumPy or CuPy); rng a
+    RandomState of the same array module. The component is drawn by the
+    Gumbel-max trick on logits / tau (the same law as `sample`'s inverse CDF),
+    then y = mu_k + sqrt(tau) L_k eps, eps ~ N(0, I).
+    """
+    if not (np.isfinite(temperature) and temperature > 0):
+        raise ValueError('temperature must be a finite number > 0, got {}'
+                         .format(temperature))
+    xp = backend.get_array_module(logits)
+    rng = xp.random if rng is None else rng
+    n_rows, k = logits.shape
+    d = mu.shape[-1]
+    gumbel = rng.gumbel(size=(n_rows, n, k)).astype(logits.dtype)
+    comp = (logits[:, None, :] / temperature + gumbel).argmax(axis=2)
+    rows = xp.arange(n_rows)[:, None]
+    chol = scale_tril(log_diag[rows, comp], lower[rows, comp])
+    eps = rng.standard_normal(size=(n_rows, n, d, 1)).astype(mu.dtype)
+    y = xp.matmul(chol, eps)[..., 0]
+    y *= math.sqrt(temperature)
+    y += mu[rows, comp]
+    return y
 
 
 def heldout_nll(model, x, y):

@@ -101,3 +101,27 @@ def density_image(ax, x_grid, t_grid, density, xlabel, ylabel, title,
 def density_contours(ax, x_grid, t_grid, density, levels=8, **kwargs):
     """Contours of p(t | x) (len(x_grid), len(t_grid)) over x, t."""
     return ax.contour(x_grid, t_grid, density.T, levels=levels, **kwargs)
+
+
+def draw_arms(ax, arm, theta, color, alpha=1.0, lw=1.8, label=None):
+    """Two-link arm configurations theta (M, 2) as shoulder-elbow-hand polylines.
+
+    `arm` is a `datasets.RobotArm`; the hand (end effector) gets a dot.
+    """
+    theta = np.atleast_2d(theta)
+    elbows, hands = arm.elbow(theta), arm.forward_kinematics(theta)
+    for elbow, hand in zip(elbows, hands):
+        ax.plot([0, elbow[0], hand[0]], [0, elbow[1], hand[1]], '-', color=color,
+                alpha=alpha, lw=lw, label=label, solid_capstyle='round')
+        ax.plot(hand[0], hand[1], 'o', color=color, ms=3.5, alpha=alpha)
+        label = None
+
+
+def error_map(ax, x1, x2, error, title, vmin, vmax):
+    """An error (len(x2), len(x1)) over a grid of positions, log colour scale;
+    NaN (unreachable) cells stay blank."""
+    from matplotlib.colors import LogNorm
+    image = ax.pcolormesh(x1, x2, error, shading='auto', cmap='magma_r',
+                          norm=LogNorm(vmin=vmin, vmax=vmax))
+    ax.set(aspect='equal', title=title, xlabel='$x_1$', ylabel='$x_2$')
+    return image

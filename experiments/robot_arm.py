@@ -1,0 +1,433 @@
+"""Bishop's (1994) second experiment: inverse kinematics of a two-link robot arm.
+
+Input: the end effector's position x (2-D); target: the joint angles theta
+(D = 2). Each x is reached by two configurations, elbow up and elbow down
+(`toy.datasets.RobotArm`: L1 = 0.8, L2 = 0.2, theta1 in (0.3, 1.2), theta2
+in (pi/2, 3 pi/2), noise of 0.01 on x). Four models, trained alike (same
+network, data, optimiser and steps; the parameters of best validation NLL or
+MSE kept):
+
+  least squares            one theta per x, by mean squared error
+  per-dimension mixture    a K-mixture for theta1 and another for theta2
+                           (the WorldModels MDN-RNN's head)
+  joint, diagonal          one K-mixture over (theta1, theta2), diagonal
+                           covariances (this repository's MDN)
+  joint, full              the same with a full covariance per component
+
+Reported over a fresh test set: the held-out NLL (nats per point, angles in
+radians) beside the Bayes limit H(theta | x); the end-effector error, RMS of
+|f(theta_hat) - x| for the forward kinematics f of the predicted angles (the
+most probable component's mean, and the mixture's mean), as Bishop measures
+it; how often a prediction pairs theta1 of one branch with theta2 of the
+other. Writes metrics.json, results.md and figures to --out.
+"""
+import argparse
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+import toy  # noqa: F401  (patches NumPy/Python for chainer before it is imported)
+import chainer
+
+from toy import cli, datasets, files, mdn, plots, train
+
+MODELS = ('least_squares', 'per_dimension', 'joint_diag', 'joint_full')
+TITLES = {'least_squares': 'least squares',
+          'per_dimension': 'per-dimension mixture',
+          'joint_diag': 'joint mixture, diagonal covariance',
+          'joint_full': 'joint mixture, full covariance'}
+COLOURS = {'least_squares': 'tab:blue', 'per_dimension': 'tab:orange',
+           'joint_diag': 'tab:red', 'joint_full': 'tab:green'}
+
+
+def positive_float(text):
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError('{!r} is not a number'.format(text))
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError('{} is not a finite number > 0'.format(text))
+    return value
+
+
+def make_parser():
+    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
+    cli.add_device_arguments(parser)
+    parser.add_argument('--covariance', nargs='+', choices=('diag', 'full'),
+                        default=['diag', 'full'],
+                        help='covariance(s) of the joint mixture to train '
+                             '(default: diag full)')
+    parser.add_argument('--points', type=cli.positive, default=20000,
+                        help='training points (default: 20000)')
+    parser.add_argument('--val-points', type=cli.positive, default=5000,
+                        help='validation points, for model selection (default: 5000)')
+    parser.add_argument('--test-points', type=cli.positive, default=10000,
+                        help='test points (default: 10000)')
+    parser.add_argument('--noise', type=positive_float, default=0.01,
+                        help='standard deviation of the noise on x (default: 0.01)')
+    parser.add_argument('--mixtures', '-k', type=cli.positive, default=5,
+                        help='components K, per dimension for the '
+                             'per-dimension mixture (default: 5)')
+    parser.add_argument('--hidden', type=cli.positive, default=64,
+                        help='tanh hidden units (default: 64)')
+    parser.add_argument('--epochs', type=cli.positive, default=100,
+                        help='training epochs (default: 100)')
+    parser.add_argument('--batchsize', '-b', type=cli.positive, default=250,
+                        help='minibatch size (default: 250)')
+    parser.add_argument('--lr', type=positive_float, default=0.01,
+                        help='initial Adam step size (default: 0.01)')
+    parser.add_argument('--lr-final', type=positive_float, default=1e-4,
+                        help='final step size, reached by geometric decay '
+                             '(default: 1e-4)')
+    parser.add_argument('--grid', type=cli.at_least(8), default=160,
+                        help='cells per side of the error maps (default: 160)')
+    parser.add_argument('--seed', type=cli.seed, default=0,
+                        help='seed of data, weights and shuffling (default: 0)')
+    parser.add_argument('--out', '-o', default=os.path.join('results', 'robot_arm'),
+                        help='output directory (default: results/robot_arm)')
+    return parser
+
+
+def check_args(parser, args):
+    if args.batchsize > args.points:
+        parser.error('--batchsize {} is larger than the {} training points: use '
+                     'at most --batchsize {}'.format(args.batchsize, args.points,
+                                                     args.points))
+    if args.lr_final > args.lr:
+        parser.error('--lr-final {} is larger than --lr {}: the step size decays'
+                     .format(args.lr_final, args.lr))
+    cli.check_out(parser, args.out)
+    args.covariance = sorted(set(args.covariance))
+    args.device = cli.get_device(parser, args.device)
+    cli.check_memory(parser, memory_needed(args), args.device,
+                     '--points, --val-points, --test-points, --hidden, '
+                     '--mixtures/-k or --grid')
+    return args
+
+
+def memory_needed(args):
+    """Rough upper estimate of a run's bytes: the data and their copies
+    (float64), the activations of an evaluation batch (at most 65,536 rows),
+    and the error-map grid."""
+    rows = args.points + args.val_points + args.test_points
+    head = 6 * args.mixtures  # the largest head: 2 x 3K or K (1 + 2D + 1)
+    return (8 * 16 * rows + 4 * 8 * min(rows, 65536) * (args.hidden + head)
+            + 8 * 16 * args.grid ** 2)
+
+
+def build(name, args, rng):
+    common = dict(in_dim=2, out_dim=2, hidden=args.hidden, activation='tanh',
+                  rng=rng)
+    if name == 'least_squares':
+        return mdn.LeastSquares(**common)
+    cls = {'per_dimension': mdn.PerDimensionMDN, 'joint_diag': mdn.MDN,
+           'joint_full': mdn.FullCovarianceMDN}[name]
+    return cls(k=args.mixtures, **common)
+
+
+def train_model(model, data, args, seed):
+    """The lean loop (best validation kept), alike for every model."""
+    return train.fit(model, data['x'], data['theta'], data['x_val'],
+                     data['theta_val'], epochs=args.epochs,
+                     batchsize=args.batchsize, lr=args.lr, lr_final=args.lr_final,
+                     eval_every=1, seed=seed, device=args.device)
+
+
+def to_cpu(a):
+    return chainer.backend.CpuDevice().send(a)
+
+
+def predict(name, model, scaler, x, how='mode'):
+    """Joint angles (N, 2) in radians for positions x (N, 2)."""
+    xs = model.xp.asarray(scaler.inputs(x))
+    if name == 'least_squares':
+        with chainer.no_backprop_mode(), chainer.using_config('train', False):
+            theta = model.forward(xs).array
+    else:
+        theta = model.point_estimate(xs, how)
+    return scaler.untarget(to_cpu(theta).astype(np.float64))
+
+
+def heldout_nll(model, scaler, x, theta):
+    """Mean NLL of theta | x in nats per point, angles in radians."""
+    return train.evaluate(model, scaler.inputs(x), scaler.targets(theta)) \
+        + scaler.log_jacobian
+
+
+def branch_mixing(arm, x, theta_hat):
+    """Masks (N,): the positions with two well-separated valid configurations,
+    and those of them whose prediction takes theta1 from one branch and
+    theta2 from the other."""
+    up, down = arm.inverse_kinematics(x)
+    rho = np.hypot(x[:, 0], x[:, 1])
+    lo, hi = arm.theta1_range
+    two_valued = ((rho > arm.radius(arm.theta2_range[0])) & (rho < arm.l1 + arm.l2)
+                  & (np.abs(up[:, 1] - np.pi) > 0.25)
+                  & (up[:, 0] > lo) & (up[:, 0] < hi)
+                  & (down[:, 0] > lo) & (down[:, 0] < hi))
+    first_up = np.abs(theta_hat[:, 0] - up[:, 0]) < np.abs(theta_hat[:, 0] - down[:, 0])
+    second_up = theta_hat[:, 1] < np.pi
+    return two_valued, (first_up != second_up) & two_valued
+
+
+def posterior_correlation(arm, theta):
+    """|corr(theta1, theta2)| of the within-branch posterior sigma^2 (J^T J)^-1
+    at the true angles: |L2 - L1 cos theta2| / |x|, 1 on the rim."""
+    return np.abs(arm.l2 - arm.l1 * np.cos(theta[:, 1])) / arm.radius(theta[:, 1])
+
+
+def reachable_grid(arm, cells):
+    """A square grid over the workspace: x1 (G,), x2 (G,), positions (G*G, 2)
+    and the mask (G*G,) of those with an exact solution inside the angle box."""
+    x1 = np.linspace(0.05, 1.0, cells)
+    x2 = np.linspace(0.0, 1.0, cells)
+    grid = np.stack(np.meshgrid(x1, x2), -1).reshape(-1, 2)
+    rho = np.hypot(grid[:, 0], grid[:, 1])
+    lo, hi = arm.theta1_range
+    solutions = arm.inverse_kinematics(grid)
+    inside = ((solutions[..., 0] > lo) & (solutions[..., 0] < hi)).any(axis=0)
+    ok = (rho >= arm.radius(arm.theta2_range[0])) & (rho <= arm.l1 + arm.l2) & inside
+    return x1, x2, grid, ok
+
+
+def hand_error(arm, theta_hat, x):
+    """|f(theta_hat) - x| per point: (N,)."""
+    return np.linalg.norm(arm.forward_kinematics(theta_hat) - x, axis=1)
+
+
+def angle_error(arm, theta_hat, x):
+    """Distance (radians) from theta_hat to the nearer exact solution for x: (N,)."""
+    return np.linalg.norm(theta_hat - arm.inverse_kinematics(x), axis=-1).min(axis=0)
+
+
+def rms(e):
+    return float(np.sqrt(np.mean(np.square(e))))
+
+
+def figures(out, arm, data, models, scaler, names, grid_cells, per_dim_mixed):
+    """per_dim_mixed (N,): the test positions where the per-dimension
+    mixture pairs theta1 of one branch with theta2 of the other."""
+    x, theta = data['x_test'], data['theta_test']
+    rng = np.random.default_rng(0)
+
+    # 1. The workspace and its two branches.
+    fig, axes = plots.subplots(1, 3, width=4.0, height=3.8)
+    ax = axes[0][0]
+    up = theta[:, 1] < np.pi
+    show = rng.permutation(len(x))[:4000]
+    for mask, colour, label in ((up, 'tab:purple', r'elbow up ($\theta_2 < \pi$)'),
+                                (~up, 'tab:olive', r'elbow down ($\theta_2 > \pi$)')):
+        sel = show[mask[show]]
+        ax.scatter(x[sel, 0], x[sel, 1], s=2, c=colour, alpha=0.4, linewidths=0,
+                   label=label)
+    ax.set(aspect='equal', title='workspace: end-effector positions x',
+           xlabel='$x_1$', ylabel='$x_2$')
+    ax.legend(loc='lower left', fontsize=7, markerscale=4)
+    ax = axes[0][1]
+    for mask, colour in ((up, 'tab:purple'), (~up, 'tab:olive')):
+        sel = show[mask[show]]
+        ax.scatter(theta[sel, 0], theta[sel, 1], s=2, c=colour, alpha=0.4,
+                   linewidths=0)
+    ax.axhline(np.pi, color='k', lw=0.8, ls='--')
+    ax.set(title=r'joint angles $\theta$ (the target)', xlabel=r'$\theta_1$',
+           ylabel=r'$\theta_2$')
+    ax = axes[0][2]
+    # Positions in the middle of the workspace, reached by both branches.
+    targets = np.array([[0.42, 0.82], [0.63, 0.63], [0.8, 0.42]])
+    # The arms figure shows where the per-dimension mixture pairs the
+    # branches: three such test positions, spread by polar angle, if it does.
+    where = np.nonzero(per_dim_mixed)[0]
+    where = where[np.argsort(np.arctan2(x[where, 1], x[where, 0]))]
+    shown = np.concatenate([x[where[[len(where) // 6, len(where) // 2,
+                                     5 * len(where) // 6]]] if len(where) >= 3
+                            else np.zeros((0, 2)), targets])[:3]
+    for target in targets:
+        branches = arm.inverse_kinematics(target[None])[:, 0]
+        plots.draw_arms(ax, arm, branches[:1], 'tab:purple')
+        plots.draw_arms(ax, arm, branches[1:], 'tab:olive')
+        ax.plot(*target, 'kx', ms=8)
+    ax.set(aspect='equal', xlim=(-0.1, 1.0), ylim=(-0.05, 1.05),
+           title='two configurations per target (x)', xlabel='$x_1$',
+           ylabel='$x_2$')
+    plots.save(fig, os.path.join(out, 'workspace.png'))
+
+    # 2. Predicted configurations drawn as arms, per model.
+    fig, axes = plots.subplots(1, len(names), width=3.6, height=3.7)
+    for ax, name in zip(axes[0], names):
+        for target in shown:
+            plots.draw_arms(ax, arm, predict(name, models[name], scaler,
+                                             target[None]), COLOURS[name])
+            ax.plot(*target, 'kx', ms=8)
+        if name != 'least_squares':
+            # Every component of the mixture, faded by its weight (joint
+            # mixtures only: a per-dimension mixture has no joint components).
+            model = models[name]
+            if name != 'per_dimension':
+                logits, mu = model.mixture(model.xp.asarray(scaler.inputs(shown)))[:2]
+                logits, mu = to_cpu(logits), scaler.untarget(to_cpu(mu))
+                pi = np.exp(logits - logits.max(1, keepdims=True))
+                pi /= pi.sum(1, keepdims=True)
+                for i in range(len(shown)):
+                    for k in range(pi.shape[1]):
+                        if pi[i, k] > 0.02:
+                            plots.draw_arms(ax, arm, mu[i, k], 'k',
+                                            alpha=0.6 * pi[i, k], lw=1)
+        ax.set(aspect='equal', xlim=(-0.1, 1.0), ylim=(-0.05, 1.05),
+               title=TITLES[name], xlabel='$x_1$', ylabel='$x_2$')
+    fig.suptitle('predicted configurations (most probable component; faded: every '
+                 'joint component, by its weight) at three targets x{}'.format(
+                     ' where the per-dimension mixture pairs the branches'
+                     if len(where) >= 3 else ''), fontsize=9)
+    plots.save(fig, os.path.join(out, 'arms.png'))
+
+    # 3. Where the predicted configurations land, against the targets.
+    landing = ['least_squares', 'per_dimension', names[-1]]
+    fig, axes = plots.subplots(1, len(landing), width=4.0, height=4.0)
+    sub = show[:400]
+    for ax, name in zip(axes[0], landing):
+        reached = arm.forward_kinematics(predict(name, models[name], scaler, x[sub]))
+        ax.plot(np.stack([x[sub, 0], reached[:, 0]]), np.stack([x[sub, 1], reached[:, 1]]),
+                '-', color='0.6', lw=0.6)
+        ax.scatter(x[sub, 0], x[sub, 1], s=6, c='k', label='target x', linewidths=0)
+        ax.scatter(reached[:, 0], reached[:, 1], s=6, c=COLOURS[name],
+                   label='reached f(θ̂)', linewidths=0)
+        circle = np.linspace(0, np.pi / 2, 200)
+        ax.plot(np.cos(circle), np.sin(circle), 'k:', lw=0.8)
+        ax.set(aspect='equal', xlim=(-0.1, 1.0), ylim=(-0.05, 1.05),
+               title='{}:\nwhere the predicted arm lands'.format(TITLES[name]),
+               xlabel='$x_1$', ylabel='$x_2$')
+        ax.legend(loc='lower left', fontsize=7, markerscale=2)
+    plots.save(fig, os.path.join(out, 'landing.png'))
+
+    # 4. Error maps over the workspace.
+    x1, x2, grid, ok = reachable_grid(arm, grid_cells)
+    fig, axes = plots.subplots(1, len(names), width=3.6, height=3.5,
+                               layout='constrained')
+    for ax, name in zip(axes[0], names):
+        error = np.full(len(grid), np.nan)
+        error[ok] = hand_error(arm, predict(name, models[name], scaler, grid[ok]),
+                               grid[ok])
+        image = plots.error_map(ax, x1, x2, error.reshape(len(x2), len(x1)),
+                                TITLES[name], 1e-3, 0.3)
+    fig.colorbar(image, ax=axes[0].tolist(), label='end-effector error |f(θ̂) − x|')
+    with files.atomic_write(os.path.join(out, 'error_maps.png'), 'wb') as f:
+        fig.savefig(f, format='png')
+    plots.plt.close(fig)
+
+
+def markdown(metrics):
+    rows = ['| model | held-out NLL | gap to Bayes limit | end-effector RMS, mode | '
+            'end-effector RMS, mean | branches mixed | train s |',
+            '| --- | ---: | ---: | ---: | ---: | ---: | ---: |']
+    for name, m in metrics['models'].items():
+        nll = '—' if m['nll'] is None else '{:.3f}'.format(m['nll'])
+        gap = '—' if m['nll'] is None else '{:+.3f}'.format(m['gap'])
+        rows.append('| {} | {} | {} | {:.4f} | {:.4f} | {:.1%} | {:.0f} |'.format(
+            TITLES[name], nll, gap, m['rms_mode'], m['rms_mean'],
+            m['branches_mixed'], m['train_seconds']))
+    ref = metrics['reference']
+    rows.append('| exact inverse kinematics (reference) | — | — | {:.4f} | — | — | — |'
+                .format(ref['rms_exact_ik']))
+    lines = ['Bayes limit H(θ\\|x) = {:.4f} nats (quadrature); mean of −log p(θ\\|x) '
+             'over this test set = {:.4f} ± {:.4f}.'.format(
+                 metrics['bayes_limit'], ref['test_set_bayes_nll'],
+                 ref['test_set_bayes_nll_se']), '', *rows, '']
+    corr = metrics['by_correlation']
+    lines += ['Held-out NLL by ρ, the within-branch posterior correlation '
+              '\\|corr(θ1, θ2)\\| at the true angles (1 on the rim):', '',
+              '| subset | points | Bayes, −log p(θ\\|x) | ' + ' | '.join(
+                  TITLES[n] for n in corr['nll']) + ' |',
+              '| --- | ---: | ---: |' + ' ---: |' * len(corr['nll'])]
+    for i, label in enumerate(corr['subsets']):
+        lines.append('| {} | {} | {:.3f} | '.format(label, corr['points'][i],
+                                                     corr['bayes'][i])
+                     + ' | '.join('{:.3f}'.format(corr['nll'][n][i])
+                                  for n in corr['nll']) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+def main(argv=None):
+    parser = make_parser()
+    args = check_args(parser, parser.parse_args(argv))
+    start = time.time()
+    os.makedirs(args.out, exist_ok=True)
+    arm = datasets.RobotArm(args.noise)
+    seeds = np.random.SeedSequence(args.seed).spawn(4 + len(MODELS))
+    data = {}
+    for key, n, seed in (('', args.points, seeds[0]), ('_val', args.val_points, seeds[1]),
+                         ('_test', args.test_points, seeds[2])):
+        data['theta' + key], data['x' + key] = arm.sample(n, np.random.default_rng(seed))
+    scaler = train.Standardizer(data['x'], data['theta'])
+    scaled = {'x': scaler.inputs(data['x']), 'theta': scaler.targets(data['theta']),
+              'x_val': scaler.inputs(data['x_val']),
+              'theta_val': scaler.targets(data['theta_val'])}
+
+    names = ['least_squares', 'per_dimension'] + ['joint_' + c for c in args.covariance]
+    models, metrics, mixed = {}, {}, {}
+    bayes, h_x, mass = arm.limits()
+    x, theta = data['x_test'], data['theta_test']
+    exact = (-arm.log_likelihood(x, theta) + arm.log_volume
+             + np.log(arm.marginal_density(x)))
+    correlation = posterior_correlation(arm, theta)
+    subsets = [('ρ < 0.5', correlation < 0.5),
+               ('0.5 ≤ ρ < 0.9', (correlation >= 0.5) & (correlation < 0.9)),
+               ('ρ ≥ 0.9 (near the rim)', correlation >= 0.9)]
+    by_corr = {'subsets': [s[0] for s in subsets],
+               'points': [int(s[1].sum()) for s in subsets],
+               'bayes': [float(exact[s[1]].mean()) for s in subsets], 'nll': {}}
+    for i, name in enumerate(names):
+        model = build(name, args, np.random.default_rng(seeds[4 + MODELS.index(name)]))
+        history = train_model(model, scaled, args, seed=args.seed + i)
+        models[name] = model
+        theta_mode = predict(name, model, scaler, x, 'mode')
+        theta_mean = (theta_mode if name == 'least_squares'
+                      else predict(name, model, scaler, x, 'mean'))
+        nll = None if name == 'least_squares' else heldout_nll(model, scaler, x, theta)
+        if nll is not None:
+            by_corr['nll'][name] = [heldout_nll(model, scaler, x[s], theta[s])
+                                    for _, s in subsets]
+        two_valued, mixed[name] = branch_mixing(arm, x, theta_mode)
+        metrics[name] = {
+            'nll': nll, 'gap': None if nll is None else nll - bayes,
+            'rms_mode': rms(hand_error(arm, theta_mode, x)),
+            'rms_mean': rms(hand_error(arm, theta_mean, x)),
+            'rms_theta_nearest_solution': rms(angle_error(arm, theta_mode, x)),
+            'branches_mixed': float(mixed[name].sum() / max(1, two_valued.sum())),
+            'best_val_loss': history['best_val_loss'],
+            'best_epoch': history['best_epoch'],
+            'train_seconds': round(history['seconds'], 2)}
+        print('{:>14}: {}'.format(name, {k: (round(v, 4) if isinstance(v, float) else v)
+                                         for k, v in metrics[name].items()}), flush=True)
+
+    exact_ik = arm.inverse_kinematics(x)
+    best_branch = np.minimum(hand_error(arm, exact_ik[0], x), hand_error(arm, exact_ik[1], x))
+    result = {
+        'problem': {'l1': arm.l1, 'l2': arm.l2, 'theta1_range': list(arm.theta1_range),
+                    'theta2_range': list(arm.theta2_range), 'noise_sigma': arm.sigma},
+        'bayes_limit': bayes, 'entropy_x': h_x, 'quadrature_mass': mass,
+        'units': 'NLL in nats per point, angles in radians; end-effector error in '
+                 'the units of the link lengths (L1 + L2 = 1)',
+        'reference': {'test_set_bayes_nll': float(exact.mean()),
+                      'test_set_bayes_nll_se': float(exact.std() / np.sqrt(len(exact))),
+                      'rms_exact_ik': rms(best_branch),
+                      'two_valued_fraction': float(two_valued.mean())},
+        'models': metrics, 'by_correlation': by_corr,
+        'config': {k: v for k, v in vars(args).items() if k not in ('device', 'out')},
+        'device': str(args.device), 'versions': mdn.versions(),
+    }
+    figures(args.out, arm, data, models, scaler, names, args.grid,
+            mixed['per_dimension'])
+    result['wall_seconds'] = round(time.time() - start, 1)
+    files.write_json(os.path.join(args.out, 'metrics.json'), result)
+    with files.atomic_write(os.path.join(args.out, 'results.md')) as f:
+        f.write(markdown(result))
+    print(markdown(result))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

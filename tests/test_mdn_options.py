@@ -1,0 +1,193 @@
+"""The per-dimension and full-covariance mixtures: NLLs against scipy,
+gradients by finite differences, sampling statistics, point estimates."""
+import numpy as np
+import pytest
+from scipy import special, stats
+
+import toy  # noqa: F401
+import chainer
+from chainer import gradient_check
+
+from toy import loss, mdn
+
+
+def full_mixture(n, k, d, seed, dtype=np.float64):
+    """Random (logits, mu, log_diag, lower, y), y near the first component."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(n, k))
+    mu = rng.normal(size=(n, k, d))
+    log_diag = rng.uniform(-1.5, 0.5, size=(n, k, d))
+    lower = rng.normal(scale=0.7, size=(n, k, d * (d - 1) // 2))
+    y = mu[:, 0] + rng.normal(size=(n, d))
+    return tuple(a.astype(dtype) for a in (logits, mu, log_diag, lower, y))
+
+
+def scipy_full_nll(logits, mu, log_diag, lower, y):
+    chol = mdn.scale_tril(log_diag, lower)
+    log_pi = logits - special.logsumexp(logits, axis=1, keepdims=True)
+    log_n = np.array([[stats.multivariate_normal.logpdf(
+        y[i], mu[i, j], chol[i, j] @ chol[i, j].T) for j in range(mu.shape[1])]
+        for i in range(len(y))])
+    return -special.logsumexp(log_pi + log_n, axis=1).mean()
+
+
+@pytest.mark.parametrize('d', [1, 2, 3])
+def test_full_covariance_nll_matches_scipy(d):
+    params = full_mixture(40, 4, d, seed=d)
+    got = loss.nll_full_covariance(*params).array
+    np.testing.assert_allclose(got, scipy_full_nll(*params), rtol=1e-10)
+
+
+def test_full_covariance_nll_float32_and_far_points():
+    params = full_mixture(40, 4, 2, seed=7, dtype=np.float32)
+    want = scipy_full_nll(*(a.astype(np.float64) for a in params))
+    np.testing.assert_allclose(loss.nll_full_covariance(*params).array, want,
+                               rtol=1e-5)
+    # Where every component's density underflows, the log-space form stays finite.
+    far = params[:4] + (params[4] + 200,)
+    value = loss.nll_full_covariance(*far).array
+    assert np.isfinite(value) and value > 1e3
+
+
+def test_full_covariance_with_diagonal_factor_is_the_diagonal_nll():
+    logits, mu, log_diag, lower, y = full_mixture(30, 3, 2, seed=11)
+    got = loss.nll_full_covariance(logits, mu, log_diag, 0 * lower, y).array
+    want = loss.nll_logspace(logits, mu, 2 * log_diag, y).array
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+@pytest.mark.parametrize('d', [2, 3])
+def test_full_covariance_gradients(d):
+    params = full_mixture(6, 3, d, seed=20 + d)
+    gradient_check.check_backward(
+        loss.nll_full_covariance, params, np.ones((), dtype=np.float64),
+        dtype=np.float64, eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
+def test_shape_mismatch_is_refused():
+    logits, mu, log_diag, lower, y = full_mixture(5, 3, 2, seed=1)
+    with pytest.raises(ValueError, match='lower'):
+        loss.nll_full_covariance(logits, mu, log_diag, lower[:, :, :0], y)
+
+
+def model_and_data(cls, d=2, k=3, n=20, seed=0):
+    rng = np.random.default_rng(seed)
+    model = cls(in_dim=2, out_dim=d, hidden=8, k=k, activation='tanh', rng=rng)
+    x = rng.normal(size=(n, 2)).astype(np.float32)
+    y = rng.normal(size=(n, d)).astype(np.float32)
+    return model, x, y
+
+
+def test_per_dimension_nll_is_a_sum_of_1d_mixture_nlls():
+    model, x, y = model_and_data(mdn.PerDimensionMDN, d=3)
+    logits, mu, ln_var = model.mixture(x)
+    assert logits.shape == mu.shape == ln_var.shape == (20, 3, 3)
+    log_pi = logits - special.logsumexp(logits, axis=2, keepdims=True)
+    log_n = stats.norm.logpdf(y[:, :, None].astype(np.float64), mu,
+                              np.exp(0.5 * ln_var.astype(np.float64)))
+    want = -special.logsumexp(log_pi + log_n, axis=2).sum(axis=1).mean()
+    np.testing.assert_allclose(float(model.loss(x, y).array), want, rtol=1e-5)
+
+
+def test_full_covariance_model_loss_and_layout():
+    model, x, y = model_and_data(mdn.FullCovarianceMDN)
+    assert model.head.W.shape[0] == 3 * (1 + 2 * 2 + 1)
+    params = model.mixture(x)
+    assert [p.shape for p in params] == [(20, 3), (20, 3, 2), (20, 3, 2), (20, 3, 1)]
+    want = scipy_full_nll(*(p.astype(np.float64) for p in params),
+                          y.astype(np.float64))
+    np.testing.assert_allclose(float(model.loss(x, y).array), want, rtol=1e-5)
+    # Trainable: one Adam step lowers the loss.
+    opt = chainer.optimizers.Adam(alpha=1e-2)
+    opt.setup(model)
+    before = float(model.loss(x, y).array)
+    for _ in range(5):
+        opt.update(model.loss, x, y)
+    assert float(model.loss(x, y).array) < before
+
+
+def test_full_covariance_samples_have_the_components_moments():
+    # Two well-separated components, pi = (0.3, 0.7), correlated covariances.
+    logits = np.log(np.array([[0.3, 0.7]]))
+    mu = np.array([[[-5.0, 0.0], [5.0, 1.0]]])
+    log_diag = np.log(np.array([[[1.0, 0.5], [0.3, 2.0]]]))
+    lower = np.array([[[0.8], [-0.4]]])
+    y = mdn.sample_full(logits, mu, log_diag, lower, n=200000,
+                        rng=np.random.RandomState(0))[0]
+    assert y.shape == (200000, 2)
+    first = y[:, 0] < 0
+    assert abs(first.mean() - 0.3) < 0.005
+    chol = mdn.scale_tril(log_diag, lower)[0]
+    for mask, j in ((first, 0), (~first, 1)):
+        np.testing.assert_allclose(y[mask].mean(0), mu[0, j], atol=0.02)
+        np.testing.assert_allclose(np.cov(y[mask].T), chol[j] @ chol[j].T,
+                                   atol=0.03)
+    # Temperature tau scales the covariance by tau and sharpens pi.
+    cold = mdn.sample_full(logits, mu, log_diag, lower, n=100000,
+                           temperature=0.25, rng=np.random.RandomState(1))[0]
+    pi_cold = np.array([0.3, 0.7]) ** 4 / np.sum(np.array([0.3, 0.7]) ** 4)
+    assert abs((cold[:, 0] < 0).mean() - pi_cold[0]) < 0.005
+    np.testing.assert_allclose(np.cov(cold[cold[:, 0] > 0].T),
+                               0.25 * chol[1] @ chol[1].T, atol=0.02)
+    with pytest.raises(ValueError, match='temperature'):
+        mdn.sample_full(logits, mu, log_diag, lower, temperature=0)
+
+
+def test_per_dimension_samples_and_point_estimates():
+    model, x, y = model_and_data(mdn.PerDimensionMDN, d=2, n=4)
+    draws = model.sample(x, n=50000, rng=np.random.RandomState(0))
+    assert draws.shape == (4, 50000, 2)
+    logits, mu, ln_var = model.mixture(x)
+    pi = special.softmax(logits, axis=2)
+    np.testing.assert_allclose(draws.mean(1), (pi * mu).sum(2), atol=0.03)
+    np.testing.assert_allclose(model.point_estimate(x, 'mean'),
+                               (pi * mu).sum(2), rtol=1e-5)
+    mode = np.take_along_axis(mu, logits.argmax(2)[..., None], 2)[..., 0]
+    np.testing.assert_allclose(model.point_estimate(x, 'mode'), mode)
+
+
+def test_point_estimates_of_joint_mixtures():
+    for cls in (mdn.MDN, mdn.FullCovarianceMDN):
+        model, x, y = model_and_data(cls, d=2, n=5)
+        logits, mu = model.mixture(x)[:2]
+        np.testing.assert_allclose(model.point_estimate(x),
+                                   mdn.most_probable_mean(logits, mu))
+        np.testing.assert_allclose(model.point_estimate(x, 'mean'),
+                                   mdn.mixture_mean(logits, mu))
+
+
+@pytest.mark.parametrize('cls', [mdn.PerDimensionMDN, mdn.FullCovarianceMDN])
+def test_losses_check_the_data(cls):
+    model, x, y = model_and_data(cls)
+    with pytest.raises(ValueError, match='y has 3 column'):
+        model.loss(x, np.zeros((20, 3), np.float32))
+    with pytest.raises(ValueError, match='NaN|finite'):
+        model.loss(x, np.full((20, 2), np.nan, np.float32))
+
+
+@pytest.mark.gpu
+def test_gpu_matches_cpu():
+    """The full-covariance NLL, its gradients, the sampler and both models'
+    losses on CuPy give the CPU's numbers (skipped where no GPU works)."""
+    gpu, cpu = chainer.get_device('@cupy:0'), chainer.get_device('@numpy')
+    to_cpu = chainer.backend.CpuDevice().send
+    params = full_mixture(64, 4, 2, seed=5, dtype=np.float32)
+
+    def value_and_grads(device):
+        v = [chainer.Variable(device.send(a)) for a in params]
+        value = loss.nll_full_covariance(*v)
+        value.backward()
+        return [to_cpu(value.array)] + [to_cpu(a.grad) for a in v]
+
+    for got, want in zip(value_and_grads(gpu), value_and_grads(cpu)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    draws = to_cpu(mdn.sample_full(*(gpu.send(a) for a in params[:4]), n=2000,
+                                   rng=gpu.xp.random.RandomState(0)))
+    assert draws.shape == (64, 2000, 2) and np.isfinite(draws).all()
+    for cls in (mdn.PerDimensionMDN, mdn.FullCovarianceMDN):
+        model, x, y = model_and_data(cls)
+        want = float(model.loss(x, y).array)
+        model.to_device(gpu)
+        np.testing.assert_allclose(float(model.loss(gpu.send(x), gpu.send(y)).array),
+                                   want, rtol=1e-5)
+        assert model.sample(x, n=3).shape == (20, 3, 2)
