@@ -102,3 +102,17 @@ def test_float32_mixture_gives_float32_samples():
     # NumPy 2 (NEP 50) promotes float32 * numpy.float64 scalar to float64.
     params = [a.astype(np.float32) for a in tiled(PI, MU, SIGMA, 3)]
     assert mdn.sample(*params, n=2, temperature=0.7).dtype == np.float32
+
+
+@pytest.mark.parametrize('n_rows, k', [(1, 3), (4, 1), (1, 1), (5, 3)])
+def test_the_callers_arrays_are_untouched(n_rows, k):
+    """With N = 1 or K = 1, logits.T is already contiguous: the sampler must
+    still work on a copy (it once left its CDF in the caller's logits)."""
+    rng = np.random.default_rng(n_rows * 10 + k)
+    params = (rng.normal(0, 2, (n_rows, k)).astype(np.float32),
+              rng.normal(0, 1, (n_rows, k, 2)).astype(np.float32),
+              rng.normal(0, 1, (n_rows, k, 2)).astype(np.float32))
+    before = [a.copy() for a in params]
+    mdn.sample(*params, n=3, temperature=0.5, rng=np.random.RandomState(0))
+    for a, b in zip(params, before):
+        np.testing.assert_array_equal(a, b)

@@ -131,8 +131,10 @@ def sample(logits, mu, ln_var, n=1, temperature=1.0, rng=None):
     n_rows, k = logits.shape
     # Component-major (K, N): reductions over K then run along contiguous
     # rows of length N; along a last axis of length K (a strided view of the
-    # head's output) NumPy's max, sum and cumsum are ~10x slower.
-    z = xp.ascontiguousarray(logits.T)
+    # head's output) NumPy's max, sum and cumsum are ~10x slower. A copy, not
+    # ascontiguousarray: with N = 1 or K = 1, logits.T is already contiguous
+    # and would be a view of the caller's array, which is then worked on in place.
+    z = logits.T.copy(order='C')
     z /= temperature
     z -= z.max(axis=0)
     xp.exp(z, out=z)
