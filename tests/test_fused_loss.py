@@ -291,3 +291,101 @@ def test_gpu_packed_matches_cpu():
         assert isinstance(x.grad, cupy.ndarray)
         np.testing.assert_allclose(cupy.asnumpy(x.grad), g, rtol=1e-4,
                                    atol=1e-6)
+
+
+FUSED_FORMS = {
+    'fused': loss.nll_fused,
+    'packed': lambda logits, mu, ln_var, y: loss.nll_fused_packed(
+        pack(logits, mu, ln_var), y, logits.shape[1]),
+    'logspace': loss.nll_logspace}
+
+
+def grads_of(form, arrays):
+    """Value and gradients of logits, mu, ln_var, y, unpacking the packed form's."""
+    if form != 'packed':
+        return value_and_grads(FUSED_FORMS[form], arrays)
+    k = arrays[0].shape[1]
+    value, (g_h, g_y) = value_and_grads(
+        lambda h, y: loss.nll_fused_packed(h, y, k), (pack(*arrays[:3]), arrays[3]))
+    n, d = arrays[3].shape
+    return value, [g_h[:, :k], g_h[:, k:k + k * d].reshape(n, k, d),
+                   g_h[:, k + k * d:].reshape(n, k, d), g_y]
+
+
+@pytest.mark.parametrize('form', sorted(FUSED_FORMS))
+def test_collapsed_component_has_finite_gradients(form):
+    """Issue 8, defect 2: a component with var = e^-80, 100 away from y, has
+    no responsibility; its ln_var gradient was 0 * (1 - inf) = NaN."""
+    arrays = (np.zeros((1, 2), 'f4'), np.array([[[0], [100]]], 'f4'),
+              np.array([[[0], [-80]]], 'f4'), np.zeros((1, 1), 'f4'))
+    value, (g_logits, g_mu, g_ln_var, g_y) = grads_of(form, arrays)
+    np.testing.assert_allclose(value, np.log(2) + 0.5 * LOG_2PI, rtol=1e-6)
+    np.testing.assert_allclose(g_logits, [[-0.5, 0.5]], atol=1e-7)
+    np.testing.assert_allclose(g_mu, 0, atol=1e-7)
+    np.testing.assert_allclose(g_ln_var, [[[0.5], [0]]], atol=1e-7)
+    np.testing.assert_allclose(g_y, 0, atol=1e-7)
+
+
+def two_components(ln_var, offset, far=None):
+    """N = 1, K = 2, D = 1 in float32: y = 0, both means `offset` from y (the
+    second `far` from y if given), both log-variances `ln_var`."""
+    far = offset if far is None else far
+    return (np.zeros((1, 2), 'f4'), np.array([[[offset], [far]]], 'f4'),
+            np.full((1, 2, 1), ln_var, 'f4'), np.zeros((1, 1), 'f4'))
+
+
+@pytest.mark.parametrize('form', sorted(FUSED_FORMS))
+@pytest.mark.parametrize('ln_var', [-89.0, -100.0, -180.0, -400.0, -3e38])
+def test_float32_tiny_variance_at_the_mean(form, ln_var):
+    """Issue 8, defect 3: ln_var <= -89 everywhere, y = mu; exp(-ln_var)
+    overflowed and met (y - mu)^2 = 0: NaN. The NLL is -log N(0; 0, e^s) =
+    (log 2 pi + s) / 2 (the -3e38 case: -1.5e38, still a float32)."""
+    value, grads = grads_of(form, two_components(ln_var, 0.0))
+    np.testing.assert_allclose(value, 0.5 * (LOG_2PI + ln_var), rtol=1e-6)
+    np.testing.assert_allclose(grads[0], 0, atol=1e-7)
+    np.testing.assert_allclose(grads[1], 0, atol=1e-7)
+    np.testing.assert_allclose(grads[2], 0.25, rtol=1e-5)     # gamma / 2, z = 0
+    np.testing.assert_allclose(grads[3], 0, atol=1e-7)
+
+
+@pytest.mark.parametrize('form', sorted(FUSED_FORMS))
+@pytest.mark.parametrize('ln_var, offset', [(-80.0, 1e6), (0.0, 1e20), (-3e38, 1.0),
+                                            (0.0, 3e38)])
+def test_float32_likelihood_below_the_float_range_is_inf(form, ln_var, offset):
+    """(y - mu)^2 / 2 var beyond float32 on every component: the NLL is +inf
+    (not NaN), and the row, having no finite responsibility, adds no gradient."""
+    value, grads = grads_of(form, two_components(ln_var, offset, far=-offset))
+    assert np.isposinf(value)
+    for g in grads:
+        np.testing.assert_array_equal(g, 0)
+
+
+@pytest.mark.parametrize('form', sorted(FUSED_FORMS))
+@pytest.mark.parametrize('ln_var, far', [(-89.0, 1e20), (-80.0, 1e6), (0.0, 3e38),
+                                         (-3e38, 1e-30)])
+def test_float32_one_component_out_of_range(form, ln_var, far):
+    """The first component sits on y, the second is beyond the float range:
+    the NLL is that of the first (with pi = 1/2), gradients as in the hand case."""
+    value, (g_logits, g_mu, g_ln_var, g_y) = grads_of(
+        form, two_components(ln_var, 0.0, far=far))
+    np.testing.assert_allclose(value, np.log(2) + 0.5 * (LOG_2PI + ln_var), rtol=1e-6)
+    np.testing.assert_allclose(g_logits, [[-0.5, 0.5]], atol=1e-7)
+    np.testing.assert_array_equal(g_mu, 0)
+    np.testing.assert_allclose(g_ln_var, [[[0.5], [0]]], atol=1e-7)
+    np.testing.assert_array_equal(g_y, 0)
+
+
+@pytest.mark.parametrize('form', sorted(FUSED_FORMS))
+def test_float32_gradient_beyond_the_float_range_is_clipped(form):
+    """var = e^-200 and z = 1: the NLL is finite but d/d mu = z / sigma = e^100
+    is not a float32: it is clipped to the float range (divided by K, so that
+    the y gradient, their sum, stays finite too), never inf or NaN."""
+    arrays = (np.zeros((1, 2), 'f4'), np.array([[[np.exp(-100)], [-np.exp(-100)]]], 'f4'),
+              np.full((1, 2, 1), -200, 'f4'), np.zeros((1, 1), 'f4'))
+    value, grads = grads_of(form, arrays)
+    z = np.float64(arrays[1][0, 0, 0]) * np.exp(100)                # 1 to float32
+    np.testing.assert_allclose(value, 0.5 * (LOG_2PI - 200 + z ** 2), rtol=1e-6)
+    big = np.finfo(np.float32).max / 2
+    np.testing.assert_array_equal(grads[1][0, :, 0], [big, -big])
+    for g in grads:
+        assert np.isfinite(g).all()

@@ -7,6 +7,8 @@ nll_logspace and nll_density are composed of Chainer functions and are the
 references; nll_fused (and nll_fused_packed, the same on the head's packed
 output) is one FunctionNode with Bishop's closed-form gradients, for speed.
 """
+import math
+
 import numpy as np
 
 import chainer
@@ -14,23 +16,88 @@ import chainer.functions as F
 from chainer import backend
 
 LOG_2PI = float(np.log(2 * np.pi))
+# Overflow to inf and log(0) = -inf are expected at the float range's edges.
+_QUIET = np.errstate(over='ignore', divide='ignore', under='ignore')
+
+
+def _float_max(dtype):
+    return float(np.finfo(dtype).max)
+
+
+def _z_max(dtype):
+    """Bound on |z| = |y - mu| / sigma: z^2 / 2 overflows above sqrt(2 max),
+    and the bound is ~max^0.8 so that |y - mu| w (w = exp(-ln_var / 4), each
+    factor at most max) clipped to it still has z = inf where it should."""
+    return _float_max(dtype) ** 0.8
+
+
+def _ln_var_min(dtype):
+    """ln_var below which exp(-ln_var / 4) would overflow: there z is
+    inf for any y != mu, whatever the variance's value, and 0 at y = mu."""
+    return -4 * (math.log(_float_max(dtype)) - 0.25)
+
+
+class _FiniteGrad(chainer.function_node.FunctionNode):
+    """Identity whose gradient is clipped to [-bound, bound] (to the float
+    range: an inf - inf further down the graph would make it NaN)."""
+
+    def __init__(self, bound):
+        self.bound = bound
+
+    def forward(self, inputs):
+        return inputs
+
+    def backward(self, indexes, grad_outputs):
+        return F.clip(grad_outputs[0], -self.bound, self.bound),
 
 
 def log_gaussian(mu, ln_var, y):
-    """log N(y; mu_k, diag(exp(ln_var_k))) summed over D: (N, K)."""
+    """log N(y; mu_k, diag(exp(ln_var_k))) summed over D: (N, K).
+
+    Safe over the whole float range, with finite gradients: z = (y - mu) /
+    sigma is formed as (y - mu) w w, w = exp(-ln_var / 4), each factor
+    clipped where it would overflow (so no 0 * inf), and the sum of ln_var
+    over D is clipped to the float range. The value is -inf where z^2 / 2
+    overflows. See `nll_fused` for the gradients beyond the float range.
+    """
+    n, k, d = mu.shape
+    big, z_max = _float_max(mu.dtype), _z_max(mu.dtype)
+    ln_var = _FiniteGrad(big).apply((ln_var,))[0]
     y = F.broadcast_to(F.expand_dims(y, 1), mu.shape)
-    return -0.5 * F.sum(LOG_2PI + ln_var + F.square(y - mu) * F.exp(-ln_var),
-                        axis=2)
+    diff = _FiniteGrad(big / k).apply((F.clip(y - mu, -big, big),))[0]
+    w = F.exp(-0.25 * F.clip(ln_var, _ln_var_min(mu.dtype), big))
+    z = F.clip(F.clip(diff * w, -z_max, z_max) * w, -z_max, z_max)
+    sum_ln_var = F.clip(F.sum(ln_var, axis=2), -big, big)
+    return -0.5 * (F.sum(F.square(z), axis=2) + sum_ln_var + d * LOG_2PI)
 
 
+@_QUIET
 def nll_logspace(logits, mu, ln_var, y):
     """Log-space NLL: logsumexp over k of log_softmax(logits) + log N.
 
     Finite wherever the inputs are, also where every component's density
-    underflows (the density form then returns inf).
+    underflows (the density form then returns inf), down to where the
+    likelihood underflows the float range itself (|z| > 1.8e19 on every
+    component in float32): that row's NLL is +inf and it adds no gradient.
+    Composed of Chainer functions (and twice differentiable), the reference
+    for `nll_fused`.
     """
-    log_pi = F.log_softmax(logits, axis=1)
-    return -F.mean(F.logsumexp(log_pi + log_gaussian(mu, ln_var, y), axis=1))
+    log_joint = F.log_softmax(logits, axis=1) + log_gaussian(mu, ln_var, y)
+    xp = backend.get_array_module(log_joint)
+    # logsumexp of a row of -inf is NaN, forward and backward: such rows are
+    # given zeros (whose gradient is then dropped) and -inf put back after.
+    alive = xp.isfinite(log_joint.array).any(axis=1)
+    safe = F.where(xp.broadcast_to(alive[:, None], log_joint.shape), log_joint,
+                   xp.zeros_like(log_joint.array))
+    # logsumexp as m + log sum exp(x - m), m a constant: its gradient is then
+    # exp(x - m) / sum, whose terms add up to 1. F.logsumexp's, exp(x - lse),
+    # is off by exp(the rounding of lse), which at |lse| >> 1 is no longer ~1.
+    m = safe.array.max(axis=1, keepdims=True)
+    lse = F.log(F.sum(F.exp(safe - xp.broadcast_to(m, safe.shape)), axis=1)) + m[:, 0]
+    log_p = F.where(alive, lse, xp.full(alive.shape, -np.inf, log_joint.dtype))
+    # The mean as a sum of log_p / N: the sum of N values near the float
+    # range's edge would overflow.
+    return -F.sum(log_p * (1.0 / len(alive)))
 
 
 def nll_density(logits, mu, ln_var, y):
@@ -48,54 +115,89 @@ def nll_density(logits, mu, ln_var, y):
     return -F.mean(F.log(F.sum(pi * density, axis=1)))
 
 
+@_QUIET
 def _nll_and_grads(logits, mu, ln_var, y, g_logits, g_mu, g_ln_var, need_grad):
     """Mean NLL (0-dim array); fills g_* (shapes of the inputs) with its gradients.
 
-    g_mu and g_ln_var double as the work buffers of the (N, K, D) terms, so
-    no other array of that size is allocated; they may be strided views
-    (of a packed head output). With need_grad False they only hold scratch.
+    g_mu and g_ln_var double as work buffers of the (N, K, D) terms, beside
+    one temporary of that size; they may be strided views (of a packed head
+    output). With need_grad False they only hold scratch.
+
+    Safe over the whole float range (see `nll_fused`): no intermediate is
+    inf where a 0 could meet it.
     """
     xp = backend.get_array_module(logits)
     n, k, d = mu.shape
+    big = _float_max(mu.dtype)
     log_pi = logits - logits.max(axis=1, keepdims=True)
     log_pi -= xp.log(xp.exp(log_pi).sum(axis=1, keepdims=True))
 
-    # r = (mu - y) / var in g_mu, z2 = (y - mu)^2 / var in g_ln_var. y is
-    # broadcast by the ufunc as a strided view, never copied to K rows.
-    r, z2 = g_mu, g_ln_var
-    xp.negative(ln_var, out=r)
-    xp.exp(r, out=r)
-    xp.subtract(mu, y[:, None, :], out=z2)
-    r *= z2
-    z2 *= r
+    # z = (mu - y) w w with w = exp(-ln_var / 4) in g_ln_var, in g_mu: no
+    # factor overflows before the last product, so no 0 * inf (exp(-ln_var)
+    # overflows from ln_var < -88.7 in float32, and y = mu there is no rare
+    # case: it is where a component collapses). ln_var is clipped where w
+    # would overflow, |mu - y| to the float range, z where z^2 / 2 surely
+    # does: none of which changes a finite value of the loss.
+    w, z = g_ln_var, g_mu
+    xp.maximum(ln_var, _ln_var_min(mu.dtype), out=w)
+    w *= -0.25
+    xp.exp(w, out=w)
+    xp.subtract(mu, y[:, None, :], out=z)
+    xp.clip(z, -big, big, out=z)
+    z *= w
+    z *= w
+    z_max = _z_max(mu.dtype)
+    xp.clip(z, -z_max, z_max, out=z)
+    t = xp.square(z)
 
-    # log pi_k + log N(y; mu_k, var_k): (N, K). Summing ln_var and z2 over
-    # D separately avoids a third (N, K, D) temporary.
-    log_joint = z2.sum(axis=2)
-    log_joint += ln_var.sum(axis=2)
+    # log pi_k + log N(y; mu_k, var_k): (N, K), -inf where z^2 overflows.
+    # The sum of ln_var over D is clipped to the float range (at -inf it
+    # would meet +inf from z^2).
+    log_joint = t.sum(axis=2)
+    sum_ln_var = ln_var.sum(axis=2)
+    xp.maximum(sum_ln_var, -big, out=sum_ln_var)
+    log_joint += sum_ln_var
     log_joint *= -0.5
     log_joint += log_pi
     log_joint -= 0.5 * d * LOG_2PI
     # Shifting by the row maximum keeps the largest term at exp(0) = 1, so
-    # the sum stays finite where every component's density underflows.
+    # the sum stays finite where every component's density underflows. A
+    # row of -inf (the likelihood itself underflows) keeps m finite, so
+    # gamma = exp(-inf) = 0 and norm = 0: log_p = -inf, the NLL +inf.
     m = log_joint.max(axis=1, keepdims=True)
+    xp.maximum(m, -big, out=m)
     gamma = xp.exp(log_joint - m)
     norm = gamma.sum(axis=1, keepdims=True)
     log_p = xp.log(norm)
     log_p += m
-    nll = xp.asarray(-log_p.mean(), dtype=mu.dtype)
+    # Mean as the sum of log_p / N: N values near the float range's edge
+    # would overflow the sum.
+    log_p *= -1.0 / n
+    nll = xp.asarray(log_p.sum(), dtype=mu.dtype)
     if need_grad:
-        # gamma / N: the responsibilities, with the batch mean folded in.
+        # gamma / N: the responsibilities, with the batch mean folded in;
+        # 0 on a row of -inf (norm = 0), whose logits get no gradient either.
+        alive = xp.minimum(norm, 1)
+        xp.maximum(norm, 1, out=norm)
+        norm *= n
         gamma /= norm
-        gamma *= 1.0 / n
         xp.exp(log_pi, out=g_logits)
-        g_logits *= 1.0 / n
+        g_logits *= alive * (1.0 / n)
         g_logits -= gamma
+        # d/d mu = gamma z / sigma = (gamma z) w w, and d/d ln_var =
+        # gamma (1 - z^2) / 2 = (gamma - (gamma z) z) / 2: gamma z is finite
+        # (z is), and meets 0 only where gamma is 0. Beyond the float range
+        # they are clipped: d/d mu to max / K, so that d/d y, their sum over
+        # K, stays finite too.
         gamma = gamma[:, :, None]
-        r *= gamma
-        z2 -= 1
-        gamma *= -0.5
-        z2 *= gamma
+        xp.multiply(z, gamma, out=t)
+        z *= t
+        t *= w
+        t *= w
+        xp.subtract(gamma, z, out=w)
+        w *= 0.5
+        xp.maximum(w, -big, out=w)
+        xp.clip(t, -big / k, big / k, out=z)
     return nll
 
 
@@ -214,6 +316,17 @@ def nll_fused(logits, mu, ln_var, y):
     Same shapes, value and first derivatives (also with respect to y, when y
     is a Variable that requires grad); not twice differentiable. NumPy and
     CuPy share the code path.
+
+    At the edges of the float range (both forms alike, for any finite input):
+    the NLL is never NaN; it is finite wherever its true value is a float
+    (|y - mu| below the float maximum; the sum of ln_var over D is clipped
+    to the float range, which only matters below -3.4e38 in float32), and
+    +inf where a row's likelihood underflows the float range (z^2 / 2 > 3.4e38
+    on every component in float32, e.g. |y - mu| = 1e20 at sigma = 1). Such
+    a row has no responsibilities and adds no gradient. Gradients are always
+    finite: where their true value is beyond the float range they are
+    clipped to it (d/d mu to +-max / K, so that d/d y, their sum, stays
+    finite; e.g. sigma = e^-100 with z = 1 has d/d mu = e^100).
     """
     inputs = (logits, mu, ln_var, y)
     return MixtureNLL(_need_grad(inputs)).apply(inputs)[0]
