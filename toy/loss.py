@@ -54,21 +54,21 @@ class _FiniteGrad(chainer.function_node.FunctionNode):
 def log_gaussian(mu, ln_var, y):
     """log N(y; mu_k, diag(exp(ln_var_k))) summed over D: (N, K).
 
-    Safe over the whole float range, with finite gradients: z = (y - mu) /
-    sigma is formed as (y - mu) w w, w = exp(-ln_var / 4), each factor
-    clipped where it would overflow (so no 0 * inf), and the sum of ln_var
-    over D is clipped to the float range. The value is -inf where z^2 / 2
-    overflows. See `nll_fused` for the gradients beyond the float range.
+    Safe over the whole float range, with finite gradients: z / sqrt 2 =
+    (y - mu) / (sigma sqrt 2) is formed as (y - mu) w w, w = exp(-ln_var / 4)
+    / 2^(1/4), each factor clipped where it would overflow (so no 0 * inf),
+    and the sum of ln_var over D is clipped to the float range. The value is
+    -inf where z^2 / 2 overflows. See `nll_fused` for the gradients beyond the float range.
     """
     n, k, d = mu.shape
     big, z_max = _float_max(mu.dtype), _z_max(mu.dtype)
     ln_var = _FiniteGrad(big).apply((ln_var,))[0]
     y = F.broadcast_to(F.expand_dims(y, 1), mu.shape)
     diff = _FiniteGrad(big / k).apply((F.clip(y - mu, -big, big),))[0]
-    w = F.exp(-0.25 * F.clip(ln_var, _ln_var_min(mu.dtype), big))
-    z = F.clip(F.clip(diff * w, -z_max, z_max) * w, -z_max, z_max)
+    w = F.exp(-0.25 * F.clip(ln_var, _ln_var_min(mu.dtype), big)) * 2 ** -0.25
+    z = F.clip(F.clip(diff * w, -z_max, z_max) * w, -z_max, z_max)   # z / sqrt 2
     sum_ln_var = F.clip(F.sum(ln_var, axis=2), -big, big)
-    return -0.5 * (F.sum(F.square(z), axis=2) + sum_ln_var + d * LOG_2PI)
+    return -F.sum(F.square(z), axis=2) - 0.5 * (sum_ln_var + d * LOG_2PI)
 
 
 @_QUIET
@@ -132,16 +132,18 @@ def _nll_and_grads(logits, mu, ln_var, y, g_logits, g_mu, g_ln_var, need_grad):
     log_pi = logits - logits.max(axis=1, keepdims=True)
     log_pi -= xp.log(xp.exp(log_pi).sum(axis=1, keepdims=True))
 
-    # z = (mu - y) w w with w = exp(-ln_var / 4) in g_ln_var, in g_mu: no
-    # factor overflows before the last product, so no 0 * inf (exp(-ln_var)
-    # overflows from ln_var < -88.7 in float32, and y = mu there is no rare
-    # case: it is where a component collapses). ln_var is clipped where w
-    # would overflow, |mu - y| to the float range, z where z^2 / 2 surely
-    # does: none of which changes a finite value of the loss.
+    # z / sqrt 2 = (mu - y) w w, w = exp(-ln_var / 4) / 2^(1/4) in g_ln_var,
+    # formed in g_mu: no factor overflows before the last product, so no
+    # 0 * inf (exp(-ln_var) overflows from ln_var < -88.7 in float32, and
+    # y = mu is no rare case there: it is where a component collapses).
+    # ln_var is clipped where w would overflow, |mu - y| to the float range,
+    # z where z^2 / 2 surely does: none of these changes a finite loss.
+    # z / sqrt 2, not z: z^2 / 2 is what must stay finite wherever it is.
     w, z = g_ln_var, g_mu
     xp.maximum(ln_var, _ln_var_min(mu.dtype), out=w)
     w *= -0.25
     xp.exp(w, out=w)
+    w *= 2 ** -0.25
     xp.subtract(mu, y[:, None, :], out=z)
     xp.clip(z, -big, big, out=z)
     z *= w
@@ -150,15 +152,14 @@ def _nll_and_grads(logits, mu, ln_var, y, g_logits, g_mu, g_ln_var, need_grad):
     xp.clip(z, -z_max, z_max, out=z)
     t = xp.square(z)
 
-    # log pi_k + log N(y; mu_k, var_k): (N, K), -inf where z^2 overflows.
-    # The sum of ln_var over D is clipped to the float range (at -inf it
-    # would meet +inf from z^2).
-    log_joint = t.sum(axis=2)
-    sum_ln_var = ln_var.sum(axis=2)
-    xp.maximum(sum_ln_var, -big, out=sum_ln_var)
-    log_joint += sum_ln_var
-    log_joint *= -0.5
-    log_joint += log_pi
+    # log pi_k + log N(y; mu_k, var_k): (N, K), -inf where z^2 / 2
+    # overflows. The sum of ln_var over D is clipped to the float range (at
+    # -inf it would meet +inf from z^2 / 2).
+    half_ln_var = ln_var.sum(axis=2)
+    xp.maximum(half_ln_var, -big, out=half_ln_var)
+    half_ln_var *= 0.5
+    log_joint = log_pi - t.sum(axis=2)
+    log_joint -= half_ln_var
     log_joint -= 0.5 * d * LOG_2PI
     # Shifting by the row maximum keeps the largest term at exp(0) = 1, so
     # the sum stays finite where every component's density underflows. A
@@ -184,13 +185,13 @@ def _nll_and_grads(logits, mu, ln_var, y, g_logits, g_mu, g_ln_var, need_grad):
         xp.exp(log_pi, out=g_logits)
         g_logits *= alive * (1.0 / n)
         g_logits -= gamma
-        # d/d mu = gamma z / sigma = (gamma z) w w, and d/d ln_var =
-        # gamma (1 - z^2) / 2 = (gamma - (gamma z) z) / 2: gamma z is finite
-        # (z is), and meets 0 only where gamma is 0. Beyond the float range
+        # d/d mu = gamma z / sigma = (2 gamma z / sqrt 2) w w, and
+        # d/d ln_var = gamma (1 - z^2) / 2: 2 gamma z / sqrt 2 is finite (z
+        # is), and meets 0 only where gamma is 0. Beyond the float range
         # they are clipped: d/d mu to max / K, so that d/d y, their sum over
         # K, stays finite too.
         gamma = gamma[:, :, None]
-        xp.multiply(z, gamma, out=t)
+        xp.multiply(z, 2 * gamma, out=t)
         z *= t
         t *= w
         t *= w
