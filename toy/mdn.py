@@ -111,21 +111,30 @@ class LeastSquares(OneHiddenLayer):
         return mse
 
 
+#: The largest temperature `sample` accepts: at 1e4 the draws are already 100
+#: sigma wide; far above, sqrt(tau) sigma overflows float32 for ordinary sigma.
+MAX_TEMPERATURE = 1e4
+
+
 def sample(logits, mu, ln_var, n=1, temperature=1.0, rng=None):
     """Draw n samples per row from the mixture, vectorised: (N, n, D).
 
-    logits (N, K), mu and ln_var (N, K, D) are NumPy or CuPy arrays; `rng`
-    is a RandomState of the same array module (default: its global one).
+    logits (N, K), mu and ln_var (N, K, D) are NumPy or CuPy arrays (left
+    untouched); `rng` is a RandomState of the same array module (default:
+    its global one).
 
-    The temperature tau > 0 sharpens or flattens the draw: the component is
-    chosen with pi_k^(1/tau) / sum_j pi_j^(1/tau) (softmax of logits / tau)
-    and its variance is scaled to tau * sigma_k^2. tau = 1 samples the model;
-    tau -> 0 tends to the mean of the most probable component; tau > 1
-    spreads the samples over more components and wider ones.
+    The temperature tau in (0, MAX_TEMPERATURE = 1e4] sharpens or flattens
+    the draw: the component is chosen with pi_k^(1/tau) / sum_j pi_j^(1/tau)
+    (softmax of logits / tau) and its variance is scaled to tau * sigma_k^2.
+    tau = 1 samples the model; tau -> 0 tends to the mean of the most
+    probable component, and reaches it for any tau > 0 down to 5e-324 once
+    sqrt(tau) sigma is below the mean's rounding; tau > 1 spreads the samples
+    over more components and wider ones. Draws are finite wherever
+    |mu| + sqrt(tau) sigma |eps| is (eps standard normal).
     """
-    if not (np.isfinite(temperature) and temperature > 0):
-        raise ValueError('temperature must be a finite number > 0, got {}'
-                         .format(temperature))
+    if not (np.isfinite(temperature) and 0 < temperature <= MAX_TEMPERATURE):
+        raise ValueError('temperature must be in (0, {:g}], got {}'
+                         .format(MAX_TEMPERATURE, temperature))
     xp = backend.get_array_module(logits)
     rng = xp.random if rng is None else rng
     n_rows, k = logits.shape
@@ -135,8 +144,13 @@ def sample(logits, mu, ln_var, n=1, temperature=1.0, rng=None):
     # ascontiguousarray: with N = 1 or K = 1, logits.T is already contiguous
     # and would be a view of the caller's array, which is then worked on in place.
     z = logits.T.copy(order='C')
-    z /= temperature
+    # Shift first, then scale by 1 / tau: the most probable logit stays at
+    # exactly 0 and the others go to -inf as tau -> 0 (logits / tau would
+    # overflow to inf, and inf - inf is NaN). 1 / tau is capped at the float
+    # maximum, where 0 * inf would be NaN.
     z -= z.max(axis=0)
+    with np.errstate(over='ignore'):      # -> -inf, the limit, is meant
+        z *= min(1 / temperature, float(np.finfo(z.dtype).max))
     xp.exp(z, out=z)
     cdf = xp.cumsum(z, axis=0, out=z)
     cdf /= cdf[-1]
@@ -147,10 +161,15 @@ def sample(logits, mu, ln_var, n=1, temperature=1.0, rng=None):
     for edge in cdf[:-1]:
         comp += u > edge[:, None]
     rows = xp.arange(n_rows)[:, None]
-    # y = mu + sqrt(tau) sigma eps, built in place in one (N, n, D) array.
-    y = xp.exp(0.5 * ln_var[rows, comp])
+    # y = mu + sqrt(tau) sigma eps, built in place in one (N, n, D) array;
+    # sqrt(tau) sigma = exp((ln_var + log tau) / 2), which neither underflows
+    # to 0 before sigma does (tau = 5e-324) nor meets a 0 * inf. Python
+    # floats keep float32 (NEP 50).
+    y = ln_var[rows, comp]
+    y *= 0.5
+    y += 0.5 * math.log(temperature)
+    xp.exp(y, out=y)
     y *= rng.standard_normal(size=y.shape).astype(mu.dtype)
-    y *= math.sqrt(temperature)  # a Python float keeps float32 (NEP 50)
     y += mu[rows, comp]
     return y
 
