@@ -31,10 +31,13 @@ def _z_max(dtype):
     return _float_max(dtype) ** 0.8
 
 
-def _ln_var_min(dtype):
-    """ln_var below which exp(-ln_var / 4) would overflow: there z is
-    inf for any y != mu, whatever the variance's value, and 0 at y = mu."""
-    return -4 * (math.log(_float_max(dtype)) - 0.25)
+def _ln_var_range(dtype):
+    """ln_var is clipped to this range where it makes w = exp(-ln_var / 4):
+    below, w would overflow (z is then inf for any y != mu, and 0 at y = mu,
+    either way); above, w would be 0 (z is then 0 for any |y - mu| within
+    the float range, and w > 0 keeps inf * w from being NaN beyond it)."""
+    info = np.finfo(dtype)
+    return -4 * (math.log(float(info.max)) - 0.25), -4 * math.log(float(info.tiny))
 
 
 class _FiniteGrad(chainer.function_node.FunctionNode):
@@ -65,7 +68,7 @@ def log_gaussian(mu, ln_var, y):
     ln_var = _FiniteGrad(big).apply((ln_var,))[0]
     y = F.broadcast_to(F.expand_dims(y, 1), mu.shape)
     diff = _FiniteGrad(big / k).apply((F.clip(y - mu, -big, big),))[0]
-    w = F.exp(-0.25 * F.clip(ln_var, _ln_var_min(mu.dtype), big)) * 2 ** -0.25
+    w = F.exp(-0.25 * F.clip(ln_var, *_ln_var_range(mu.dtype))) * 2 ** -0.25
     z = F.clip(F.clip(diff * w, -z_max, z_max) * w, -z_max, z_max)   # z / sqrt 2
     sum_ln_var = F.clip(F.sum(ln_var, axis=2), -big, big)
     return -F.sum(F.square(z), axis=2) - 0.5 * (sum_ln_var + d * LOG_2PI)
@@ -124,9 +127,10 @@ def nll_density(logits, mu, ln_var, y):
 def _nll_and_grads(logits, mu, ln_var, y, g_logits, g_mu, g_ln_var, need_grad):
     """Mean NLL (0-dim array); fills g_* (shapes of the inputs) with its gradients.
 
-    g_mu and g_ln_var double as work buffers of the (N, K, D) terms, beside
-    one temporary of that size; they may be strided views (of a packed head
-    output). With need_grad False they only hold scratch.
+    The g_* may be strided views (of a packed head output); they are written
+    once, at the end. The (N, K, D) terms are worked on in three contiguous
+    temporaries: on the strided views, whose innermost runs are K * D long,
+    NumPy's elementwise loops cost several times more per element.
 
     Safe over the whole float range (see `nll_fused`): no intermediate is
     inf where a 0 could meet it.
@@ -137,25 +141,23 @@ def _nll_and_grads(logits, mu, ln_var, y, g_logits, g_mu, g_ln_var, need_grad):
     log_pi = logits - logits.max(axis=1, keepdims=True)
     log_pi -= xp.log(xp.exp(log_pi).sum(axis=1, keepdims=True))
 
-    # z / sqrt 2 = (mu - y) w w, w = exp(-ln_var / 4) / 2^(1/4) in g_ln_var,
-    # formed in g_mu: no factor overflows before the last product, so no
-    # 0 * inf (exp(-ln_var) overflows from ln_var < -88.7 in float32, and
-    # y = mu is no rare case there: it is where a component collapses).
-    # ln_var is clipped where w would overflow, |mu - y| to the float range,
-    # z where z^2 / 2 surely does: none of these changes a finite loss.
-    # z / sqrt 2, not z: z^2 / 2 is what must stay finite wherever it is.
-    w, z = g_ln_var, g_mu
-    xp.maximum(ln_var, _ln_var_min(mu.dtype), out=w)
+    # z / sqrt 2 = (mu - y) w w, w = exp(-ln_var / 4) / 2^(1/4): no factor
+    # overflows before the last product, so no 0 * inf (exp(-ln_var)
+    # overflows from ln_var < -88.7 in float32, and y = mu is no rare case
+    # there: it is where a component collapses). z / sqrt 2, not z: z^2 / 2
+    # is what must stay finite wherever it is. z is clipped where z^2 / 2
+    # surely overflows; that, and the clipping of ln_var, changes no finite
+    # loss. y is broadcast by the ufunc, never copied to K rows.
+    w = xp.clip(ln_var, *_ln_var_range(mu.dtype))
     w *= -0.25
     xp.exp(w, out=w)
     w *= 2 ** -0.25
-    xp.subtract(mu, y[:, None, :], out=z)
-    xp.clip(z, -big, big, out=z)
+    z = mu - y[:, None, :]
     z *= w
     z *= w
     z_max = _z_max(mu.dtype)
     xp.clip(z, -z_max, z_max, out=z)
-    t = xp.square(z)
+    h = xp.square(z)                                  # z^2 / 2
 
     # log pi_k + log N(y; mu_k, var_k): (N, K), -inf where z^2 / 2
     # overflows. The sum of ln_var over D is clipped to the float range (at
@@ -163,7 +165,7 @@ def _nll_and_grads(logits, mu, ln_var, y, g_logits, g_mu, g_ln_var, need_grad):
     half_ln_var = ln_var.sum(axis=2)
     xp.clip(half_ln_var, -big, big, out=half_ln_var)
     half_ln_var *= 0.5
-    log_joint = log_pi - t.sum(axis=2)
+    log_joint = log_pi - h.sum(axis=2)
     log_joint -= half_ln_var
     log_joint -= 0.5 * d * LOG_2PI
     # Shifting by the row maximum keeps the largest term at exp(0) = 1, so
@@ -190,20 +192,21 @@ def _nll_and_grads(logits, mu, ln_var, y, g_logits, g_mu, g_ln_var, need_grad):
         xp.exp(log_pi, out=g_logits)
         g_logits *= alive * (1.0 / n)
         g_logits -= gamma
-        # d/d mu = gamma z / sigma = (2 gamma z / sqrt 2) w w, and
-        # d/d ln_var = gamma (1 - z^2) / 2: 2 gamma z / sqrt 2 is finite (z
-        # is), and meets 0 only where gamma is 0. Beyond the float range
-        # they are clipped: d/d mu to max / K, so that d/d y, their sum over
-        # K, stays finite too.
+        # d/d ln_var = gamma (1 - z^2) / 2 = gamma / 2 - gamma z^2 / 2 and
+        # d/d mu = gamma z / sigma = 2 (gamma z / sqrt 2) w w. gamma z / sqrt 2
+        # is finite (z is clipped) and is 0 where gamma is, even where z^2 / 2
+        # is inf; gamma z^2 / 2 is finite, as z^2 / 2 is wherever gamma > 0.
+        # d/d mu is clipped to the float range / K where it is beyond: d/d y,
+        # its sum over K, then stays finite too.
         gamma = gamma[:, :, None]
-        xp.multiply(z, 2 * gamma, out=t)
+        t = h
+        xp.multiply(z, gamma, out=t)
         z *= t
+        xp.subtract(0.5 * gamma, z, out=g_ln_var)
         t *= w
         t *= w
-        xp.subtract(gamma, z, out=w)
-        w *= 0.5
-        xp.maximum(w, -big, out=w)
-        xp.clip(t, -big / k, big / k, out=z)
+        xp.clip(t, -0.5 * big / k, 0.5 * big / k, out=t)
+        xp.add(t, t, out=g_mu)
     return nll
 
 
