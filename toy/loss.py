@@ -95,14 +95,18 @@ def nll_logspace(logits, mu, ln_var, y):
     # logsumexp of a row of -inf is NaN, forward and backward: such rows are
     # given zeros (whose gradient is then dropped) and -inf put back after.
     alive = xp.isfinite(log_joint.array).any(axis=1)
-    safe = F.where(xp.broadcast_to(alive[:, None], log_joint.shape), log_joint,
-                   xp.zeros_like(log_joint.array))
+    all_alive = bool(alive.all())
+    if not all_alive:
+        log_joint = F.where(xp.broadcast_to(alive[:, None], log_joint.shape),
+                            log_joint, xp.zeros_like(log_joint.array))
     # logsumexp as m + log sum exp(x - m), m a constant: its gradient is then
     # exp(x - m) / sum, whose terms add up to 1. F.logsumexp's, exp(x - lse),
     # is off by exp(the rounding of lse), which at |lse| >> 1 is no longer ~1.
-    m = safe.array.max(axis=1, keepdims=True)
-    lse = F.log(F.sum(F.exp(safe - xp.broadcast_to(m, safe.shape)), axis=1)) + m[:, 0]
-    log_p = F.where(alive, lse, xp.full(alive.shape, -np.inf, log_joint.dtype))
+    m = log_joint.array.max(axis=1, keepdims=True)
+    log_p = F.log(F.sum(F.exp(log_joint - xp.broadcast_to(m, log_joint.shape)),
+                        axis=1)) + m[:, 0]
+    if not all_alive:
+        log_p = F.where(alive, log_p, xp.full(alive.shape, -np.inf, log_p.dtype))
     # The mean as a sum of log_p / N: the sum of N values near the float
     # range's edge would overflow.
     return -F.sum(log_p * (1.0 / len(alive)))
