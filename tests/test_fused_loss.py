@@ -389,3 +389,80 @@ def test_float32_gradient_beyond_the_float_range_is_clipped(form):
     np.testing.assert_array_equal(grads[1][0, :, 0], [big, -big])
     for g in grads:
         assert np.isfinite(g).all()
+
+
+# The optional variance floor (issue 10): ln_var_eff = logaddexp(ln_var, ln_var_min).
+
+def floored_inputs(d, dtype=np.float64, seed=0):
+    """ln_var around the floor (-1), where sigmoid(ln_var - floor) is far from 0 and 1."""
+    logits, mu, ln_var, y = mixture_inputs(6, 3, d, dtype, seed=seed)
+    ln_var = (ln_var * 2 - 1).astype(dtype)                    # in (-3, 1)
+    return logits, mu, ln_var, y
+
+
+@pytest.mark.parametrize('d', [1, 3])
+def test_floor_check_backward_float64(d):
+    arrays = floored_inputs(d, seed=d)
+    for nll in (lambda *a: loss.nll_fused(*a, ln_var_min=-1.0),
+                lambda *a: loss.nll_logspace(*a, ln_var_min=-1.0)):
+        gradient_check.check_backward(nll, arrays, np.array(1.3), dtype=np.float64,
+                                      atol=1e-7, rtol=1e-6)
+    k = arrays[0].shape[1]
+    gradient_check.check_backward(
+        lambda h, y: loss.nll_fused_packed(h, y, k, ln_var_min=-1.0),
+        (pack(*arrays[:3]), arrays[3]), np.array(0.7), dtype=np.float64,
+        atol=1e-7, rtol=1e-6)
+
+
+@pytest.mark.parametrize('dtype, tol', [(np.float32, 2e-5), (np.float64, 1e-12)])
+def test_floor_is_the_loss_of_the_floored_variance(dtype, tol):
+    """The value is the unfloored loss at logaddexp(ln_var, floor); the ln_var
+    gradient that one times sigmoid(ln_var - floor); the others unchanged."""
+    logits, mu, ln_var, y = floored_inputs(2, dtype, seed=5)
+    floored = np.logaddexp(ln_var, dtype(-1.0)).astype(dtype)
+    ref_value, ref_grads = value_and_grads(loss.nll_logspace, (logits, mu, floored, y))
+    ref_grads[2] = ref_grads[2] / (1 + np.exp(-(ln_var.astype(np.float64) + 1)))
+    for nll in (loss.nll_fused, loss.nll_logspace):
+        value, grads = value_and_grads(
+            lambda *a: nll(*a, ln_var_min=-1.0), (logits, mu, ln_var, y))
+        np.testing.assert_allclose(value, ref_value, rtol=tol, atol=tol)
+        for g, ref in zip(grads, ref_grads):
+            assert g.dtype == dtype
+            np.testing.assert_allclose(g, ref, rtol=tol, atol=tol)
+
+
+def test_floor_stops_a_collapse():
+    """A component collapsed on y (ln_var = -300): unfloored the NLL is -150
+    nats and falling; floored at -10 it is that of var ~ e^-10, and the pull
+    on ln_var is ~0 (sigmoid(-290))."""
+    arrays = (np.zeros((1, 1), 'f4'), np.zeros((1, 1, 1), 'f4'),
+              np.full((1, 1, 1), -300, 'f4'), np.zeros((1, 1), 'f4'))
+    for form in ('fused', 'packed', 'logspace'):
+        value, grads = grads_of(form, arrays)
+        np.testing.assert_allclose(value, 0.5 * (LOG_2PI - 300), rtol=1e-6)
+    for nll in (loss.nll_fused, loss.nll_logspace):
+        value, grads = value_and_grads(lambda *a: nll(*a, ln_var_min=-10.0), arrays)
+        np.testing.assert_allclose(value, 0.5 * (LOG_2PI - 10), rtol=1e-6)
+        assert 0 <= grads[2][0, 0, 0] < 1e-30
+
+
+def test_mdn_with_a_floor():
+    """MDN(ln_var_min=m): the mixture it reports has ln_var >= m, and its
+    (fused, packed) loss is the log-space NLL of that mixture, gradients too."""
+    rng = np.random.default_rng(4)
+    x = rng.uniform(-1, 1, (32, 1)).astype(np.float32)
+    y = rng.uniform(0, 1, (32, 1)).astype(np.float32)
+    grads, values = {}, {}
+    for name in ('model', 'logspace'):
+        model = MDN(k=3, hidden=16, ln_var_min=0.5, rng=np.random.default_rng(0))
+        model.cleargrads()
+        out = (model.loss(x, y) if name == 'model'
+               else loss.nll_logspace(*model.forward(x), y))
+        out.backward()
+        values[name] = out.array
+        grads[name] = {p: v.grad for p, v in model.namedparams()}
+    assert (model.mixture(x)[2] >= 0.5).all()
+    np.testing.assert_allclose(values['model'], values['logspace'], rtol=1e-6)
+    for p, g in grads['model'].items():
+        np.testing.assert_allclose(g, grads['logspace'][p], rtol=1e-4, atol=1e-6,
+                                   err_msg=p)

@@ -75,7 +75,14 @@ def log_gaussian(mu, ln_var, y):
 
 
 @_QUIET
-def nll_logspace(logits, mu, ln_var, y):
+def floor_ln_var(ln_var, ln_var_min):
+    """The smooth variance floor: logaddexp(ln_var, ln_var_min) as Chainer
+    functions, ln_var_min + softplus(ln_var - ln_var_min). >= ln_var_min,
+    ~ln_var well above it, with gradient sigmoid(ln_var - ln_var_min)."""
+    return F.softplus(ln_var - ln_var_min) + ln_var_min
+
+
+def nll_logspace(logits, mu, ln_var, y, ln_var_min=None):
     """Log-space NLL: logsumexp over k of log_softmax(logits) + log N.
 
     Finite wherever the inputs are, also where every component's density
@@ -83,8 +90,10 @@ def nll_logspace(logits, mu, ln_var, y):
     likelihood underflows the float range itself (|z| > 1.8e19 on every
     component in float32): that row's NLL is +inf and it adds no gradient.
     Composed of Chainer functions (and twice differentiable), the reference
-    for `nll_fused`.
+    for `nll_fused`. ln_var_min: see `nll_fused`.
     """
+    if ln_var_min is not None:
+        ln_var = floor_ln_var(ln_var, ln_var_min)
     xp = backend.get_array_module(logits)
     # F.log_softmax subtracts logsumexp(logits), rounded to the logits'
     # magnitude (+-3e-5 at 512 in float32); shifted by their row maximum
@@ -128,7 +137,8 @@ def nll_density(logits, mu, ln_var, y):
 
 
 @_QUIET
-def _nll_and_grads(logits, mu, ln_var, y, g_logits, g_mu, g_ln_var, need_grad):
+def _nll_and_grads(logits, mu, ln_var, y, g_logits, g_mu, g_ln_var, need_grad,
+                   ln_var_min=None):
     """Mean NLL (0-dim array); fills g_* (shapes of the inputs) with its gradients.
 
     The g_* may be strided views (of a packed head output); they are written
@@ -142,6 +152,8 @@ def _nll_and_grads(logits, mu, ln_var, y, g_logits, g_mu, g_ln_var, need_grad):
     xp = backend.get_array_module(logits)
     n, k, d = mu.shape
     big = _float_max(mu.dtype)
+    if ln_var_min is not None:
+        ln_var_raw, ln_var = ln_var, xp.logaddexp(ln_var, ln_var_min)
     log_pi = logits - logits.max(axis=1, keepdims=True)
     log_pi -= xp.log(xp.exp(log_pi).sum(axis=1, keepdims=True))
 
@@ -207,6 +219,12 @@ def _nll_and_grads(logits, mu, ln_var, y, g_logits, g_mu, g_ln_var, need_grad):
         xp.multiply(z, gamma, out=t)
         z *= t
         xp.subtract(0.5 * gamma, z, out=g_ln_var)
+        if ln_var_min is not None:
+            # d ln_var_eff / d ln_var = sigmoid(ln_var - ln_var_min)
+            # = exp(ln_var - ln_var_eff), in (0, 1].
+            xp.subtract(ln_var_raw, ln_var, out=z)
+            xp.exp(z, out=z)
+            g_ln_var *= z
         t *= w
         t *= w
         xp.clip(t, -0.5 * big / k, 0.5 * big / k, out=t)
@@ -233,8 +251,8 @@ class MixtureNLL(chainer.function_node.FunctionNode):
     (use `nll_logspace` for that).
     """
 
-    def __init__(self, need_grad=True):
-        self.need_grad = need_grad
+    def __init__(self, need_grad=True, ln_var_min=None):
+        self.need_grad, self.ln_var_min = need_grad, ln_var_min
 
     def forward(self, inputs):
         logits, mu, ln_var, y = inputs
@@ -250,7 +268,7 @@ class MixtureNLL(chainer.function_node.FunctionNode):
         self.g_mu = xp.empty_like(mu)
         self.g_ln_var = xp.empty_like(ln_var)
         nll = _nll_and_grads(logits, mu, ln_var, y, self.g_logits, self.g_mu,
-                             self.g_ln_var, self.need_grad)
+                             self.g_ln_var, self.need_grad, self.ln_var_min)
         if not self.need_grad:
             del self.g_logits, self.g_mu, self.g_ln_var
         return nll,
@@ -273,8 +291,8 @@ class PackedMixtureNLL(chainer.function_node.FunctionNode):
     the gradient is written straight into one (N, K (1 + 2 D)) array.
     """
 
-    def __init__(self, k, need_grad=True):
-        self.k, self.need_grad = k, need_grad
+    def __init__(self, k, need_grad=True, ln_var_min=None):
+        self.k, self.need_grad, self.ln_var_min = k, need_grad, ln_var_min
 
     def forward(self, inputs):
         h, y = inputs
@@ -288,7 +306,7 @@ class PackedMixtureNLL(chainer.function_node.FunctionNode):
         xp = backend.get_array_module(*inputs)
         self.g_h = xp.empty_like(h)
         nll = _nll_and_grads(*_unpack(h, k, d), y, *_unpack(self.g_h, k, d),
-                             self.need_grad)
+                             self.need_grad, self.ln_var_min)
         if not self.need_grad:
             del self.g_h
         return nll,
@@ -323,7 +341,7 @@ def _need_grad(inputs):
         isinstance(v, chainer.Variable) and v.requires_grad for v in inputs)
 
 
-def nll_fused(logits, mu, ln_var, y):
+def nll_fused(logits, mu, ln_var, y, ln_var_min=None):
     """`nll_logspace` as one FunctionNode with closed-form gradients.
 
     Same shapes, value and first derivatives (also with respect to y, when y
@@ -340,12 +358,19 @@ def nll_fused(logits, mu, ln_var, y):
     finite: where their true value is beyond the float range they are
     clipped to it (d/d mu to +-max / K, so that d/d y, their sum, stays
     finite; e.g. sigma = e^-100 with z = 1 has d/d mu = e^100).
+
+    ln_var_min (a float, default None: off) floors the variance smoothly: the
+    loss sees logaddexp(ln_var, ln_var_min) = ln_var_min + softplus(ln_var -
+    ln_var_min) instead of ln_var (>= ln_var_min, ~ln_var from a few nats
+    above it), so a component cannot collapse onto one point, for deeper or
+    less stable nets. The gradient with respect to the raw ln_var carries the
+    factor sigmoid(ln_var - ln_var_min).
     """
     inputs = (logits, mu, ln_var, y)
-    return MixtureNLL(_need_grad(inputs)).apply(inputs)[0]
+    return MixtureNLL(_need_grad(inputs), ln_var_min).apply(inputs)[0]
 
 
-def nll_fused_packed(h, y, k):
+def nll_fused_packed(h, y, k, ln_var_min=None):
     """`nll_fused` on the head output h (N, K (1 + 2 D)), laid out as
     [logits (K) | mu (K x D) | ln_var (K x D)] per row, y (N, D)."""
-    return PackedMixtureNLL(k, _need_grad((h, y))).apply((h, y))[0]
+    return PackedMixtureNLL(k, _need_grad((h, y)), ln_var_min).apply((h, y))[0]

@@ -57,25 +57,33 @@ class MDN(OneHiddenLayer):
     ONE Linear head emits K * (1 + 2D) numbers per input (K * 3 when D = 1):
     K mixing logits, K*D means and K*D log-variances. `activation='none'`
     reproduces the published net, whose hidden layer has no nonlinearity.
+    `ln_var_min` (default None: off, as published) floors the log-variances
+    smoothly, ln_var = logaddexp(head output, ln_var_min), in the loss and in
+    every mixture the model reports (see `loss.nll_fused`).
     """
 
     def __init__(self, in_dim=1, out_dim=1, hidden=256, k=5, activation='none',
-                 nll='fused', rng=None):
+                 nll='fused', rng=None, ln_var_min=None):
         super().__init__(in_dim, hidden, k * (1 + 2 * out_dim), activation, rng)
         self.k, self.out_dim, self.nll = k, out_dim, LOSSES[nll]
+        self.ln_var_min = ln_var_min
 
     def forward(self, x):
         """-> logits (N, K), mu (N, K, D), ln_var (N, K, D), as Variables."""
         k, d = self.k, self.out_dim
         logits, mu, ln_var = F.split_axis(self.features(x), (k, k + k * d), axis=1)
-        return logits, F.reshape(mu, (-1, k, d)), F.reshape(ln_var, (-1, k, d))
+        ln_var = F.reshape(ln_var, (-1, k, d))
+        if self.ln_var_min is not None:
+            ln_var = loss.floor_ln_var(ln_var, self.ln_var_min)
+        return logits, F.reshape(mu, (-1, k, d)), ln_var
 
     def loss(self, x, y):
         if self.nll is loss.nll_fused:
             # The fused node reads the head's packed output in place, which
             # saves the split and reshape nodes (and, in backward, the concat):
             # at small batches a step's cost is Chainer's bookkeeping per node.
-            nll = loss.nll_fused_packed(self.features(x), y, self.k)
+            nll = loss.nll_fused_packed(self.features(x), y, self.k,
+                                        ln_var_min=self.ln_var_min)
         else:
             nll = self.nll(*self.forward(x), y)
         chainer.report({'loss': nll}, self)
@@ -148,8 +156,8 @@ def sample(logits, mu, ln_var, n=1, temperature=1.0, rng=None):
     # exactly 0 and the others go to -inf as tau -> 0 (logits / tau would
     # overflow to inf, and inf - inf is NaN). 1 / tau is capped at the float
     # maximum, where 0 * inf would be NaN.
-    z -= z.max(axis=0)
-    with np.errstate(over='ignore'):      # -> -inf, the limit, is meant
+    with np.errstate(over='ignore'):      # -> -inf: pi = 0, as meant
+        z -= z.max(axis=0)
         z *= min(1 / temperature, float(np.finfo(z.dtype).max))
     xp.exp(z, out=z)
     cdf = xp.cumsum(z, axis=0, out=z)
