@@ -74,7 +74,6 @@ def log_gaussian(mu, ln_var, y):
     return -F.sum(F.square(z), axis=2) - 0.5 * (sum_ln_var + d * LOG_2PI)
 
 
-@_QUIET
 def floor_ln_var(ln_var, ln_var_min):
     """The smooth variance floor: logaddexp(ln_var, ln_var_min) as Chainer
     functions, ln_var_min + softplus(ln_var - ln_var_min). >= ln_var_min,
@@ -82,6 +81,7 @@ def floor_ln_var(ln_var, ln_var_min):
     return F.softplus(ln_var - ln_var_min) + ln_var_min
 
 
+@_QUIET
 def nll_logspace(logits, mu, ln_var, y, ln_var_min=None):
     """Log-space NLL: logsumexp over k of log_softmax(logits) + log N.
 
