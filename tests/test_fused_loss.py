@@ -74,7 +74,7 @@ def test_closed_forms_on_a_hand_case():
                                rtol=1e-12)
     np.testing.assert_allclose(
         g_ln_var[0, :, 0], 0.5 * gamma * (1 - (1.0 - mu[0, :, 0]) ** 2 / var),
-        rtol=1e-12)
+        rtol=1e-12, atol=1e-15)                            # z = 1 on k = 0
     np.testing.assert_allclose(g_y[0, 0], (gamma * (1.0 - mu[0, :, 0]) / var).sum(),
                                rtol=1e-12)
 
@@ -291,3 +291,178 @@ def test_gpu_packed_matches_cpu():
         assert isinstance(x.grad, cupy.ndarray)
         np.testing.assert_allclose(cupy.asnumpy(x.grad), g, rtol=1e-4,
                                    atol=1e-6)
+
+
+FUSED_FORMS = {
+    'fused': loss.nll_fused,
+    'packed': lambda logits, mu, ln_var, y: loss.nll_fused_packed(
+        pack(logits, mu, ln_var), y, logits.shape[1]),
+    'logspace': loss.nll_logspace}
+
+
+def grads_of(form, arrays):
+    """Value and gradients of logits, mu, ln_var, y, unpacking the packed form's."""
+    if form != 'packed':
+        return value_and_grads(FUSED_FORMS[form], arrays)
+    k = arrays[0].shape[1]
+    value, (g_h, g_y) = value_and_grads(
+        lambda h, y: loss.nll_fused_packed(h, y, k), (pack(*arrays[:3]), arrays[3]))
+    n, d = arrays[3].shape
+    return value, [g_h[:, :k], g_h[:, k:k + k * d].reshape(n, k, d),
+                   g_h[:, k + k * d:].reshape(n, k, d), g_y]
+
+
+@pytest.mark.parametrize('form', sorted(FUSED_FORMS))
+def test_collapsed_component_has_finite_gradients(form):
+    """Issue 8, defect 2: a component with var = e^-80, 100 away from y, has
+    no responsibility; its ln_var gradient was 0 * (1 - inf) = NaN."""
+    arrays = (np.zeros((1, 2), 'f4'), np.array([[[0], [100]]], 'f4'),
+              np.array([[[0], [-80]]], 'f4'), np.zeros((1, 1), 'f4'))
+    value, (g_logits, g_mu, g_ln_var, g_y) = grads_of(form, arrays)
+    np.testing.assert_allclose(value, np.log(2) + 0.5 * LOG_2PI, rtol=1e-6)
+    np.testing.assert_allclose(g_logits, [[-0.5, 0.5]], atol=1e-7)
+    np.testing.assert_allclose(g_mu, 0, atol=1e-7)
+    np.testing.assert_allclose(g_ln_var, [[[0.5], [0]]], atol=1e-7)
+    np.testing.assert_allclose(g_y, 0, atol=1e-7)
+
+
+def two_components(ln_var, offset, far=None):
+    """N = 1, K = 2, D = 1 in float32: y = 0, both means `offset` from y (the
+    second `far` from y if given), both log-variances `ln_var`."""
+    far = offset if far is None else far
+    return (np.zeros((1, 2), 'f4'), np.array([[[offset], [far]]], 'f4'),
+            np.full((1, 2, 1), ln_var, 'f4'), np.zeros((1, 1), 'f4'))
+
+
+@pytest.mark.parametrize('form', sorted(FUSED_FORMS))
+@pytest.mark.parametrize('ln_var', [-89.0, -100.0, -180.0, -400.0, -3e38])
+def test_float32_tiny_variance_at_the_mean(form, ln_var):
+    """Issue 8, defect 3: ln_var <= -89 everywhere, y = mu; exp(-ln_var)
+    overflowed and met (y - mu)^2 = 0: NaN. The NLL is -log N(0; 0, e^s) =
+    (log 2 pi + s) / 2 (the -3e38 case: -1.5e38, still a float32)."""
+    value, grads = grads_of(form, two_components(ln_var, 0.0))
+    np.testing.assert_allclose(value, 0.5 * (LOG_2PI + ln_var), rtol=1e-6)
+    np.testing.assert_allclose(grads[0], 0, atol=1e-7)
+    np.testing.assert_allclose(grads[1], 0, atol=1e-7)
+    np.testing.assert_allclose(grads[2], 0.25, rtol=1e-5)     # gamma / 2, z = 0
+    np.testing.assert_allclose(grads[3], 0, atol=1e-7)
+
+
+@pytest.mark.parametrize('form', sorted(FUSED_FORMS))
+@pytest.mark.parametrize('ln_var, offset', [(-80.0, 1e6), (0.0, 1e20), (-3e38, 1.0),
+                                            (0.0, 3e38)])
+def test_float32_likelihood_below_the_float_range_is_inf(form, ln_var, offset):
+    """(y - mu)^2 / 2 var beyond float32 on every component: the NLL is +inf
+    (not NaN), and the row, having no finite responsibility, adds no gradient."""
+    value, grads = grads_of(form, two_components(ln_var, offset, far=-offset))
+    assert np.isposinf(value)
+    for g in grads:
+        np.testing.assert_array_equal(g, 0)
+
+
+@pytest.mark.parametrize('form', sorted(FUSED_FORMS))
+@pytest.mark.parametrize('ln_var, far', [(-89.0, 1e20), (-80.0, 1e6), (0.0, 3e38),
+                                         (-3e38, 1e-30)])
+def test_float32_one_component_out_of_range(form, ln_var, far):
+    """The first component sits on y, the second is beyond the float range:
+    the NLL is that of the first (with pi = 1/2), gradients as in the hand case."""
+    value, (g_logits, g_mu, g_ln_var, g_y) = grads_of(
+        form, two_components(ln_var, 0.0, far=far))
+    np.testing.assert_allclose(value, np.log(2) + 0.5 * (LOG_2PI + ln_var), rtol=1e-6)
+    np.testing.assert_allclose(g_logits, [[-0.5, 0.5]], atol=1e-7)
+    np.testing.assert_array_equal(g_mu, 0)
+    np.testing.assert_allclose(g_ln_var, [[[0.5], [0]]], atol=1e-7)
+    np.testing.assert_array_equal(g_y, 0)
+
+
+@pytest.mark.parametrize('form', sorted(FUSED_FORMS))
+def test_float32_gradient_beyond_the_float_range_is_clipped(form):
+    """var = e^-200 and z = 1: the NLL is finite but d/d mu = z / sigma = e^100
+    is not a float32: it is clipped to the float range (divided by K, so that
+    the y gradient, their sum, stays finite too), never inf or NaN."""
+    arrays = (np.zeros((1, 2), 'f4'), np.array([[[np.exp(-100)], [-np.exp(-100)]]], 'f4'),
+              np.full((1, 2, 1), -200, 'f4'), np.zeros((1, 1), 'f4'))
+    value, grads = grads_of(form, arrays)
+    z = np.float64(arrays[1][0, 0, 0]) * np.exp(100)                # 1 to float32
+    np.testing.assert_allclose(value, 0.5 * (LOG_2PI - 200 + z ** 2), rtol=1e-6)
+    big = np.finfo(np.float32).max / 2
+    np.testing.assert_array_equal(grads[1][0, :, 0], [big, -big])
+    for g in grads:
+        assert np.isfinite(g).all()
+
+
+# The optional variance floor (issue 10): ln_var_eff = logaddexp(ln_var, ln_var_min).
+
+def floored_inputs(d, dtype=np.float64, seed=0):
+    """ln_var around the floor (-1), where sigmoid(ln_var - floor) is far from 0 and 1."""
+    logits, mu, ln_var, y = mixture_inputs(6, 3, d, dtype, seed=seed)
+    ln_var = (ln_var * 2 - 1).astype(dtype)                    # in (-3, 1)
+    return logits, mu, ln_var, y
+
+
+@pytest.mark.parametrize('d', [1, 3])
+def test_floor_check_backward_float64(d):
+    arrays = floored_inputs(d, seed=d)
+    for nll in (lambda *a: loss.nll_fused(*a, ln_var_min=-1.0),
+                lambda *a: loss.nll_logspace(*a, ln_var_min=-1.0)):
+        gradient_check.check_backward(nll, arrays, np.array(1.3), dtype=np.float64,
+                                      atol=1e-7, rtol=1e-6)
+    k = arrays[0].shape[1]
+    gradient_check.check_backward(
+        lambda h, y: loss.nll_fused_packed(h, y, k, ln_var_min=-1.0),
+        (pack(*arrays[:3]), arrays[3]), np.array(0.7), dtype=np.float64,
+        atol=1e-7, rtol=1e-6)
+
+
+@pytest.mark.parametrize('dtype, tol', [(np.float32, 2e-5), (np.float64, 1e-12)])
+def test_floor_is_the_loss_of_the_floored_variance(dtype, tol):
+    """The value is the unfloored loss at logaddexp(ln_var, floor); the ln_var
+    gradient that one times sigmoid(ln_var - floor); the others unchanged."""
+    logits, mu, ln_var, y = floored_inputs(2, dtype, seed=5)
+    floored = np.logaddexp(ln_var, dtype(-1.0)).astype(dtype)
+    ref_value, ref_grads = value_and_grads(loss.nll_logspace, (logits, mu, floored, y))
+    ref_grads[2] = ref_grads[2] / (1 + np.exp(-(ln_var.astype(np.float64) + 1)))
+    for nll in (loss.nll_fused, loss.nll_logspace):
+        value, grads = value_and_grads(
+            lambda *a: nll(*a, ln_var_min=-1.0), (logits, mu, ln_var, y))
+        np.testing.assert_allclose(value, ref_value, rtol=tol, atol=tol)
+        for g, ref in zip(grads, ref_grads):
+            assert g.dtype == dtype
+            np.testing.assert_allclose(g, ref, rtol=tol, atol=tol)
+
+
+def test_floor_stops_a_collapse():
+    """A component collapsed on y (ln_var = -300): unfloored the NLL is -150
+    nats and falling; floored at -10 it is that of var ~ e^-10, and the pull
+    on ln_var is ~0 (sigmoid(-290))."""
+    arrays = (np.zeros((1, 1), 'f4'), np.zeros((1, 1, 1), 'f4'),
+              np.full((1, 1, 1), -300, 'f4'), np.zeros((1, 1), 'f4'))
+    for form in ('fused', 'packed', 'logspace'):
+        value, grads = grads_of(form, arrays)
+        np.testing.assert_allclose(value, 0.5 * (LOG_2PI - 300), rtol=1e-6)
+    for nll in (loss.nll_fused, loss.nll_logspace):
+        value, grads = value_and_grads(lambda *a: nll(*a, ln_var_min=-10.0), arrays)
+        np.testing.assert_allclose(value, 0.5 * (LOG_2PI - 10), rtol=1e-6)
+        assert 0 <= grads[2][0, 0, 0] < 1e-30
+
+
+def test_mdn_with_a_floor():
+    """MDN(ln_var_min=m): the mixture it reports has ln_var >= m, and its
+    (fused, packed) loss is the log-space NLL of that mixture, gradients too."""
+    rng = np.random.default_rng(4)
+    x = rng.uniform(-1, 1, (32, 1)).astype(np.float32)
+    y = rng.uniform(0, 1, (32, 1)).astype(np.float32)
+    grads, values = {}, {}
+    for name in ('model', 'logspace'):
+        model = MDN(k=3, hidden=16, ln_var_min=0.5, rng=np.random.default_rng(0))
+        model.cleargrads()
+        out = (model.loss(x, y) if name == 'model'
+               else loss.nll_logspace(*model.forward(x), y))
+        out.backward()
+        values[name] = out.array
+        grads[name] = {p: v.grad for p, v in model.namedparams()}
+    assert (model.mixture(x)[2] >= 0.5).all()
+    np.testing.assert_allclose(values['model'], values['logspace'], rtol=1e-6)
+    for p, g in grads['model'].items():
+        np.testing.assert_allclose(g, grads['logspace'][p], rtol=1e-4, atol=1e-6,
+                                   err_msg=p)

@@ -102,3 +102,52 @@ def test_float32_mixture_gives_float32_samples():
     # NumPy 2 (NEP 50) promotes float32 * numpy.float64 scalar to float64.
     params = [a.astype(np.float32) for a in tiled(PI, MU, SIGMA, 3)]
     assert mdn.sample(*params, n=2, temperature=0.7).dtype == np.float32
+
+
+@pytest.mark.parametrize('n_rows, k', [(1, 3), (4, 1), (1, 1), (5, 3)])
+def test_the_callers_arrays_are_untouched(n_rows, k):
+    """With N = 1 or K = 1, logits.T is already contiguous: the sampler must
+    still work on a copy (it once left its CDF in the caller's logits)."""
+    rng = np.random.default_rng(n_rows * 10 + k)
+    params = (rng.normal(0, 2, (n_rows, k)).astype(np.float32),
+              rng.normal(0, 1, (n_rows, k, 2)).astype(np.float32),
+              rng.normal(0, 1, (n_rows, k, 2)).astype(np.float32))
+    before = [a.copy() for a in params]
+    mdn.sample(*params, n=3, temperature=0.5, rng=np.random.RandomState(0))
+    for a, b in zip(params, before):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+@pytest.mark.parametrize('tau', [1e-39, 1e-45, 5e-324])
+def test_tiny_temperature_tends_to_the_most_probable_mean(dtype, tau):
+    """Issue 8, defect 4: logits / tau overflowed to inf, inf - inf = NaN and
+    the LEAST probable component was drawn. Rows differ, so each must give
+    its own most probable component's mean, exactly (sqrt(tau) sigma << ulp)."""
+    logits = np.array([[0.0, 2.0, -1.0], [3.0, -2.0, 1.0], [-5.0, -5.5, -4.0]], dtype)
+    mu = np.array([[[1.0], [2.0], [3.0]], [[-1.0], [-2.0], [-3.0]],
+                   [[10.0], [20.0], [30.0]]], dtype)
+    ln_var = np.array([[[0.0], [1.0], [-1.0]], [[2.0], [0.5], [0.0]],
+                       [[3.0], [-3.0], [1.0]]], dtype)
+    draws = mdn.sample(logits, mu, ln_var, n=50, temperature=tau,
+                       rng=np.random.RandomState(6))
+    assert draws.dtype == dtype
+    np.testing.assert_array_equal(
+        draws, np.broadcast_to(mdn.most_probable_mean(logits, mu)[:, None], draws.shape))
+    np.testing.assert_array_equal(mdn.most_probable_mean(logits, mu)[:, 0], [2, -1, 30])
+
+
+@pytest.mark.parametrize('tau', [1e4 * (1 + 1e-9), 1e5, 1e300])
+def test_temperature_above_the_documented_range_is_refused(tau):
+    """Issue 8, defect 4: tau = 1e300 gave +-inf draws (sqrt(tau) sigma overflows)."""
+    with pytest.raises(ValueError, match=r'temperature must be in \(0, 10000'):
+        mdn.sample(*tiled(PI, MU, SIGMA, 2), temperature=tau)
+
+
+def test_largest_temperature_gives_finite_draws_of_its_spread():
+    draws = mdn.sample(*[a.astype(np.float32) for a in tiled(PI, MU, SIGMA, 200)],
+                       n=100, temperature=1e4, rng=np.random.RandomState(7))
+    assert np.isfinite(draws).all()
+    # Components all but equally likely, each 100 sigma wide: the variance
+    # is about tau * sum_k sigma_k^2 / K (+ the means' spread, negligible).
+    np.testing.assert_allclose(draws.var(), 1e4 * (SIGMA ** 2).mean(), rtol=0.05)

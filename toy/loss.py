@@ -7,6 +7,8 @@ nll_logspace and nll_density are composed of Chainer functions and are the
 references; nll_fused (and nll_fused_packed, the same on the head's packed
 output) is one FunctionNode with Bishop's closed-form gradients, for speed.
 """
+import math
+
 import numpy as np
 
 import chainer
@@ -14,23 +16,109 @@ import chainer.functions as F
 from chainer import backend
 
 LOG_2PI = float(np.log(2 * np.pi))
+# Overflow to inf and log(0) = -inf are expected at the float range's edges.
+_QUIET = np.errstate(over='ignore', divide='ignore', under='ignore')
+
+
+def _float_max(dtype):
+    return float(np.finfo(dtype).max)
+
+
+def _z_max(dtype):
+    """Bound on |z| = |y - mu| / sigma: z^2 / 2 overflows above sqrt(2 max),
+    and the bound is ~max^0.8 so that |y - mu| w (w = exp(-ln_var / 4), each
+    factor at most max) clipped to it still has z = inf where it should."""
+    return _float_max(dtype) ** 0.8
+
+
+def _ln_var_range(dtype):
+    """ln_var is clipped to this range where it makes w = exp(-ln_var / 4):
+    below, w would overflow (z is then inf for any y != mu, and 0 at y = mu,
+    either way); above, w would be 0 (z is then 0 for any |y - mu| within
+    the float range, and w > 0 keeps inf * w from being NaN beyond it)."""
+    info = np.finfo(dtype)
+    return -4 * (math.log(float(info.max)) - 0.25), -4 * math.log(float(info.tiny))
+
+
+class _FiniteGrad(chainer.function_node.FunctionNode):
+    """Identity whose gradient is clipped to [-bound, bound] (to the float
+    range: an inf - inf further down the graph would make it NaN)."""
+
+    def __init__(self, bound):
+        self.bound = bound
+
+    def forward(self, inputs):
+        return inputs
+
+    def backward(self, indexes, grad_outputs):
+        return F.clip(grad_outputs[0], -self.bound, self.bound),
 
 
 def log_gaussian(mu, ln_var, y):
-    """log N(y; mu_k, diag(exp(ln_var_k))) summed over D: (N, K)."""
+    """log N(y; mu_k, diag(exp(ln_var_k))) summed over D: (N, K).
+
+    Safe over the whole float range, with finite gradients: z / sqrt 2 =
+    (y - mu) / (sigma sqrt 2) is formed as (y - mu) w w, w = exp(-ln_var / 4)
+    / 2^(1/4), each factor clipped where it would overflow (so no 0 * inf),
+    and the sum of ln_var over D is clipped to the float range. The value is
+    -inf where z^2 / 2 overflows. See `nll_fused` for the gradients beyond the float range.
+    """
+    n, k, d = mu.shape
+    big, z_max = _float_max(mu.dtype), _z_max(mu.dtype)
+    ln_var = _FiniteGrad(big).apply((ln_var,))[0]
     y = F.broadcast_to(F.expand_dims(y, 1), mu.shape)
-    return -0.5 * F.sum(LOG_2PI + ln_var + F.square(y - mu) * F.exp(-ln_var),
-                        axis=2)
+    diff = _FiniteGrad(big / k).apply((F.clip(y - mu, -big, big),))[0]
+    w = F.exp(-0.25 * F.clip(ln_var, *_ln_var_range(mu.dtype))) * 2 ** -0.25
+    z = F.clip(F.clip(diff * w, -z_max, z_max) * w, -z_max, z_max)   # z / sqrt 2
+    sum_ln_var = F.clip(F.sum(ln_var, axis=2), -big, big)
+    return -F.sum(F.square(z), axis=2) - 0.5 * (sum_ln_var + d * LOG_2PI)
 
 
-def nll_logspace(logits, mu, ln_var, y):
+def floor_ln_var(ln_var, ln_var_min):
+    """The smooth variance floor: logaddexp(ln_var, ln_var_min) as Chainer
+    functions, ln_var_min + softplus(ln_var - ln_var_min). >= ln_var_min,
+    ~ln_var well above it, with gradient sigmoid(ln_var - ln_var_min)."""
+    return F.softplus(ln_var - ln_var_min) + ln_var_min
+
+
+@_QUIET
+def nll_logspace(logits, mu, ln_var, y, ln_var_min=None):
     """Log-space NLL: logsumexp over k of log_softmax(logits) + log N.
 
     Finite wherever the inputs are, also where every component's density
-    underflows (the density form then returns inf).
+    underflows (the density form then returns inf), down to where the
+    likelihood underflows the float range itself (|z| > 1.8e19 on every
+    component in float32): that row's NLL is +inf and it adds no gradient.
+    Composed of Chainer functions (and twice differentiable), the reference
+    for `nll_fused`. ln_var_min: see `nll_fused`.
     """
-    log_pi = F.log_softmax(logits, axis=1)
-    return -F.mean(F.logsumexp(log_pi + log_gaussian(mu, ln_var, y), axis=1))
+    if ln_var_min is not None:
+        ln_var = floor_ln_var(ln_var, ln_var_min)
+    xp = backend.get_array_module(logits)
+    # F.log_softmax subtracts logsumexp(logits), rounded to the logits'
+    # magnitude (+-3e-5 at 512 in float32); shifted by their row maximum
+    # first (exactly), the logits are <= 0 and log pi is exact to its own size.
+    logits = logits - xp.broadcast_to(
+        chainer.as_array(logits).max(axis=1, keepdims=True), logits.shape)
+    log_joint = F.log_softmax(logits, axis=1) + log_gaussian(mu, ln_var, y)
+    # logsumexp of a row of -inf is NaN, forward and backward: such rows are
+    # given zeros (whose gradient is then dropped) and -inf put back after.
+    alive = xp.isfinite(log_joint.array).any(axis=1)
+    all_alive = bool(alive.all())
+    if not all_alive:
+        log_joint = F.where(xp.broadcast_to(alive[:, None], log_joint.shape),
+                            log_joint, xp.zeros_like(log_joint.array))
+    # logsumexp as m + log sum exp(x - m), m a constant: its gradient is then
+    # exp(x - m) / sum, whose terms add up to 1. F.logsumexp's, exp(x - lse),
+    # is off by exp(the rounding of lse), which at |lse| >> 1 is no longer ~1.
+    m = log_joint.array.max(axis=1, keepdims=True)
+    log_p = F.log(F.sum(F.exp(log_joint - xp.broadcast_to(m, log_joint.shape)),
+                        axis=1)) + m[:, 0]
+    if not all_alive:
+        log_p = F.where(alive, log_p, xp.full(alive.shape, -np.inf, log_p.dtype))
+    # The mean as a sum of log_p / N: the sum of N values near the float
+    # range's edge would overflow.
+    return -F.sum(log_p * (1.0 / len(alive)))
 
 
 def nll_density(logits, mu, ln_var, y):
@@ -48,54 +136,99 @@ def nll_density(logits, mu, ln_var, y):
     return -F.mean(F.log(F.sum(pi * density, axis=1)))
 
 
-def _nll_and_grads(logits, mu, ln_var, y, g_logits, g_mu, g_ln_var, need_grad):
+@_QUIET
+def _nll_and_grads(logits, mu, ln_var, y, g_logits, g_mu, g_ln_var, need_grad,
+                   ln_var_min=None):
     """Mean NLL (0-dim array); fills g_* (shapes of the inputs) with its gradients.
 
-    g_mu and g_ln_var double as the work buffers of the (N, K, D) terms, so
-    no other array of that size is allocated; they may be strided views
-    (of a packed head output). With need_grad False they only hold scratch.
+    The g_* may be strided views (of a packed head output); they are written
+    once, at the end. The (N, K, D) terms are worked on in three contiguous
+    temporaries: on the strided views, whose innermost runs are K * D long,
+    NumPy's elementwise loops cost several times more per element.
+
+    Safe over the whole float range (see `nll_fused`): no intermediate is
+    inf where a 0 could meet it.
     """
     xp = backend.get_array_module(logits)
     n, k, d = mu.shape
+    big = _float_max(mu.dtype)
+    if ln_var_min is not None:
+        ln_var_raw, ln_var = ln_var, xp.logaddexp(ln_var, ln_var_min)
     log_pi = logits - logits.max(axis=1, keepdims=True)
     log_pi -= xp.log(xp.exp(log_pi).sum(axis=1, keepdims=True))
 
-    # r = (mu - y) / var in g_mu, z2 = (y - mu)^2 / var in g_ln_var. y is
-    # broadcast by the ufunc as a strided view, never copied to K rows.
-    r, z2 = g_mu, g_ln_var
-    xp.negative(ln_var, out=r)
-    xp.exp(r, out=r)
-    xp.subtract(mu, y[:, None, :], out=z2)
-    r *= z2
-    z2 *= r
+    # z / sqrt 2 = (mu - y) w w, w = exp(-ln_var / 4) / 2^(1/4): no factor
+    # overflows before the last product, so no 0 * inf (exp(-ln_var)
+    # overflows from ln_var < -88.7 in float32, and y = mu is no rare case
+    # there: it is where a component collapses). z / sqrt 2, not z: z^2 / 2
+    # is what must stay finite wherever it is. z is clipped where z^2 / 2
+    # surely overflows; that, and the clipping of ln_var, changes no finite
+    # loss. y is broadcast by the ufunc, never copied to K rows.
+    w = xp.clip(ln_var, *_ln_var_range(mu.dtype))
+    w *= -0.25
+    xp.exp(w, out=w)
+    w *= 2 ** -0.25
+    z = mu - y[:, None, :]
+    z *= w
+    z *= w
+    z_max = _z_max(mu.dtype)
+    xp.clip(z, -z_max, z_max, out=z)
+    h = xp.square(z)                                  # z^2 / 2
 
-    # log pi_k + log N(y; mu_k, var_k): (N, K). Summing ln_var and z2 over
-    # D separately avoids a third (N, K, D) temporary.
-    log_joint = z2.sum(axis=2)
-    log_joint += ln_var.sum(axis=2)
-    log_joint *= -0.5
-    log_joint += log_pi
+    # log pi_k + log N(y; mu_k, var_k): (N, K), -inf where z^2 / 2
+    # overflows. The sum of ln_var over D is clipped to the float range (at
+    # -inf it would meet +inf from z^2 / 2; at +inf its half would be lost).
+    half_ln_var = ln_var.sum(axis=2)
+    xp.clip(half_ln_var, -big, big, out=half_ln_var)
+    half_ln_var *= 0.5
+    log_joint = log_pi - h.sum(axis=2)
+    log_joint -= half_ln_var
     log_joint -= 0.5 * d * LOG_2PI
     # Shifting by the row maximum keeps the largest term at exp(0) = 1, so
-    # the sum stays finite where every component's density underflows.
+    # the sum stays finite where every component's density underflows. A
+    # row of -inf (the likelihood itself underflows) keeps m finite, so
+    # gamma = exp(-inf) = 0 and norm = 0: log_p = -inf, the NLL +inf.
     m = log_joint.max(axis=1, keepdims=True)
+    xp.maximum(m, -big, out=m)
     gamma = xp.exp(log_joint - m)
     norm = gamma.sum(axis=1, keepdims=True)
     log_p = xp.log(norm)
     log_p += m
-    nll = xp.asarray(-log_p.mean(), dtype=mu.dtype)
+    # Mean as the sum of log_p / N: N values near the float range's edge
+    # would overflow the sum.
+    log_p *= -1.0 / n
+    nll = xp.asarray(log_p.sum(), dtype=mu.dtype)
     if need_grad:
-        # gamma / N: the responsibilities, with the batch mean folded in.
+        # gamma / N: the responsibilities, with the batch mean folded in;
+        # 0 on a row of -inf (norm = 0), whose logits get no gradient either.
+        alive = xp.minimum(norm, 1)
+        xp.maximum(norm, 1, out=norm)
+        norm *= n
         gamma /= norm
-        gamma *= 1.0 / n
         xp.exp(log_pi, out=g_logits)
-        g_logits *= 1.0 / n
+        g_logits *= alive * (1.0 / n)
         g_logits -= gamma
+        # d/d ln_var = gamma (1 - z^2) / 2 = gamma / 2 - gamma z^2 / 2 and
+        # d/d mu = gamma z / sigma = 2 (gamma z / sqrt 2) w w. gamma z / sqrt 2
+        # is finite (z is clipped) and is 0 where gamma is, even where z^2 / 2
+        # is inf; gamma z^2 / 2 is finite, as z^2 / 2 is wherever gamma > 0.
+        # d/d mu is clipped to the float range / K where it is beyond: d/d y,
+        # its sum over K, then stays finite too.
         gamma = gamma[:, :, None]
-        r *= gamma
-        z2 -= 1
-        gamma *= -0.5
-        z2 *= gamma
+        t = h
+        xp.multiply(z, gamma, out=t)
+        z *= t
+        xp.subtract(0.5 * gamma, z, out=g_ln_var)
+        if ln_var_min is not None:
+            # d ln_var_eff / d ln_var = sigmoid(ln_var - ln_var_min)
+            # = exp(ln_var - ln_var_eff), in (0, 1].
+            xp.subtract(ln_var_raw, ln_var, out=z)
+            xp.exp(z, out=z)
+            g_ln_var *= z
+        t *= w
+        t *= w
+        xp.clip(t, -0.5 * big / k, 0.5 * big / k, out=t)
+        xp.add(t, t, out=g_mu)
     return nll
 
 
@@ -118,8 +251,8 @@ class MixtureNLL(chainer.function_node.FunctionNode):
     (use `nll_logspace` for that).
     """
 
-    def __init__(self, need_grad=True):
-        self.need_grad = need_grad
+    def __init__(self, need_grad=True, ln_var_min=None):
+        self.need_grad, self.ln_var_min = need_grad, ln_var_min
 
     def forward(self, inputs):
         logits, mu, ln_var, y = inputs
@@ -135,7 +268,7 @@ class MixtureNLL(chainer.function_node.FunctionNode):
         self.g_mu = xp.empty_like(mu)
         self.g_ln_var = xp.empty_like(ln_var)
         nll = _nll_and_grads(logits, mu, ln_var, y, self.g_logits, self.g_mu,
-                             self.g_ln_var, self.need_grad)
+                             self.g_ln_var, self.need_grad, self.ln_var_min)
         if not self.need_grad:
             del self.g_logits, self.g_mu, self.g_ln_var
         return nll,
@@ -158,8 +291,8 @@ class PackedMixtureNLL(chainer.function_node.FunctionNode):
     the gradient is written straight into one (N, K (1 + 2 D)) array.
     """
 
-    def __init__(self, k, need_grad=True):
-        self.k, self.need_grad = k, need_grad
+    def __init__(self, k, need_grad=True, ln_var_min=None):
+        self.k, self.need_grad, self.ln_var_min = k, need_grad, ln_var_min
 
     def forward(self, inputs):
         h, y = inputs
@@ -173,7 +306,7 @@ class PackedMixtureNLL(chainer.function_node.FunctionNode):
         xp = backend.get_array_module(*inputs)
         self.g_h = xp.empty_like(h)
         nll = _nll_and_grads(*_unpack(h, k, d), y, *_unpack(self.g_h, k, d),
-                             self.need_grad)
+                             self.need_grad, self.ln_var_min)
         if not self.need_grad:
             del self.g_h
         return nll,
@@ -208,21 +341,39 @@ def _need_grad(inputs):
         isinstance(v, chainer.Variable) and v.requires_grad for v in inputs)
 
 
-def nll_fused(logits, mu, ln_var, y):
+def nll_fused(logits, mu, ln_var, y, ln_var_min=None):
     """`nll_logspace` as one FunctionNode with closed-form gradients.
 
     Same shapes, value and first derivatives (also with respect to y, when y
     is a Variable that requires grad); not twice differentiable. NumPy and
     CuPy share the code path.
+
+    At the edges of the float range (both forms alike, for any finite input):
+    the NLL is never NaN; it is finite wherever its true value is a float
+    (|y - mu| below the float maximum; the sum of ln_var over D is clipped
+    to the float range, which only matters below -3.4e38 in float32), and
+    +inf where a row's likelihood underflows the float range (z^2 / 2 > 3.4e38
+    on every component in float32, e.g. |y - mu| = 1e20 at sigma = 1). Such
+    a row has no responsibilities and adds no gradient. Gradients are always
+    finite: where their true value is beyond the float range they are
+    clipped to it (d/d mu to +-max / K, so that d/d y, their sum, stays
+    finite; e.g. sigma = e^-100 with z = 1 has d/d mu = e^100).
+
+    ln_var_min (a float, default None: off) floors the variance smoothly: the
+    loss sees logaddexp(ln_var, ln_var_min) = ln_var_min + softplus(ln_var -
+    ln_var_min) instead of ln_var (>= ln_var_min, ~ln_var from a few nats
+    above it), so a component cannot collapse onto one point, for deeper or
+    less stable nets. The gradient with respect to the raw ln_var carries the
+    factor sigmoid(ln_var - ln_var_min).
     """
     inputs = (logits, mu, ln_var, y)
-    return MixtureNLL(_need_grad(inputs)).apply(inputs)[0]
+    return MixtureNLL(_need_grad(inputs), ln_var_min).apply(inputs)[0]
 
 
-def nll_fused_packed(h, y, k):
+def nll_fused_packed(h, y, k, ln_var_min=None):
     """`nll_fused` on the head output h (N, K (1 + 2 D)), laid out as
     [logits (K) | mu (K x D) | ln_var (K x D)] per row, y (N, D)."""
-    return PackedMixtureNLL(k, _need_grad((h, y))).apply((h, y))[0]
+    return PackedMixtureNLL(k, _need_grad((h, y)), ln_var_min).apply((h, y))[0]
 
 
 def nll_full_covariance(logits, mu, log_diag, lower, y):

@@ -70,13 +70,17 @@ class MDN(OneHiddenLayer):
     ONE Linear head emits K * (1 + 2D) numbers per input (K * 3 when D = 1):
     K mixing logits, K*D means and K*D log-variances. `activation='none'`
     reproduces the published net, whose hidden layer has no nonlinearity.
+    `ln_var_min` (default None: off, as published) floors the log-variances
+    smoothly, ln_var = logaddexp(head output, ln_var_min), in the loss and in
+    every mixture the model reports (see `loss.nll_fused`).
     """
 
     def __init__(self, in_dim=1, out_dim=1, hidden=256, k=5, activation='none',
-                 nll='fused', rng=None):
+                 nll='fused', rng=None, ln_var_min=None):
         super().__init__(in_dim, hidden, self.head_size(k, out_dim), activation,
                          rng)
         self.k, self.out_dim, self.nll = k, out_dim, LOSSES[nll]
+        self.ln_var_min = ln_var_min
 
     @staticmethod
     def head_size(k, d):
@@ -87,7 +91,10 @@ class MDN(OneHiddenLayer):
         """-> logits (N, K), mu (N, K, D), ln_var (N, K, D), as Variables."""
         k, d = self.k, self.out_dim
         logits, mu, ln_var = F.split_axis(self.features(x), (k, k + k * d), axis=1)
-        return logits, F.reshape(mu, (-1, k, d)), F.reshape(ln_var, (-1, k, d))
+        ln_var = F.reshape(ln_var, (-1, k, d))
+        if self.ln_var_min is not None:
+            ln_var = loss.floor_ln_var(ln_var, self.ln_var_min)
+        return logits, F.reshape(mu, (-1, k, d)), ln_var
 
     def loss(self, x, y):
         """Mean NLL of y (N, D) given x (N, in_dim), nats per point, a Variable.
@@ -103,7 +110,8 @@ class MDN(OneHiddenLayer):
             # The fused node reads the head's packed output in place, which
             # saves the split and reshape nodes (and, in backward, the concat):
             # at small batches a step's cost is Chainer's bookkeeping per node.
-            nll = loss.nll_fused_packed(self.features(x), y, self.k)
+            nll = loss.nll_fused_packed(self.features(x), y, self.k,
+                                        ln_var_min=self.ln_var_min)
         else:
             nll = self.nll(*self.forward(x), y)
         chainer.report({'loss': nll}, self)
@@ -150,30 +158,46 @@ class LeastSquares(OneHiddenLayer):
         return mse
 
 
+#: The largest temperature `sample` accepts: at 1e4 the draws are already 100
+#: sigma wide; far above, sqrt(tau) sigma overflows float32 for ordinary sigma.
+MAX_TEMPERATURE = 1e4
+
+
 def sample(logits, mu, ln_var, n=1, temperature=1.0, rng=None):
     """Draw n samples per row from the mixture, vectorised: (N, n, D).
 
-    logits (N, K), mu and ln_var (N, K, D) are NumPy or CuPy arrays; `rng`
-    is a RandomState of the same array module (default: its global one).
+    logits (N, K), mu and ln_var (N, K, D) are NumPy or CuPy arrays (left
+    untouched); `rng` is a RandomState of the same array module (default:
+    its global one).
 
-    The temperature tau > 0 sharpens or flattens the draw: the component is
-    chosen with pi_k^(1/tau) / sum_j pi_j^(1/tau) (softmax of logits / tau)
-    and its variance is scaled to tau * sigma_k^2. tau = 1 samples the model;
-    tau -> 0 tends to the mean of the most probable component; tau > 1
-    spreads the samples over more components and wider ones.
+    The temperature tau in (0, MAX_TEMPERATURE = 1e4] sharpens or flattens
+    the draw: the component is chosen with pi_k^(1/tau) / sum_j pi_j^(1/tau)
+    (softmax of logits / tau) and its variance is scaled to tau * sigma_k^2.
+    tau = 1 samples the model; tau -> 0 tends to the mean of the most
+    probable component, and reaches it for any tau > 0 down to 5e-324 once
+    sqrt(tau) sigma is below the mean's rounding; tau > 1 spreads the samples
+    over more components and wider ones. Draws are finite wherever
+    |mu| + sqrt(tau) sigma |eps| is (eps standard normal).
     """
-    if not (np.isfinite(temperature) and temperature > 0):
-        raise ValueError('temperature must be a finite number > 0, got {}'
-                         .format(temperature))
+    if not (np.isfinite(temperature) and 0 < temperature <= MAX_TEMPERATURE):
+        raise ValueError('temperature must be in (0, {:g}], got {}'
+                         .format(MAX_TEMPERATURE, temperature))
     xp = backend.get_array_module(logits)
     rng = xp.random if rng is None else rng
     n_rows, k = logits.shape
     # Component-major (K, N): reductions over K then run along contiguous
     # rows of length N; along a last axis of length K (a strided view of the
-    # head's output) NumPy's max, sum and cumsum are ~10x slower.
-    z = xp.ascontiguousarray(logits.T)
-    z /= temperature
-    z -= z.max(axis=0)
+    # head's output) NumPy's max, sum and cumsum are ~10x slower. A copy, not
+    # ascontiguousarray: with N = 1 or K = 1, logits.T is already contiguous
+    # and would be a view of the caller's array, which is then worked on in place.
+    z = logits.T.copy(order='C')
+    # Shift first, then scale by 1 / tau: the most probable logit stays at
+    # exactly 0 and the others go to -inf as tau -> 0 (logits / tau would
+    # overflow to inf, and inf - inf is NaN). 1 / tau is capped at the float
+    # maximum, where 0 * inf would be NaN.
+    with np.errstate(over='ignore'):      # -> -inf: pi = 0, as meant
+        z -= z.max(axis=0)
+        z *= min(1 / temperature, float(np.finfo(z.dtype).max))
     xp.exp(z, out=z)
     cdf = xp.cumsum(z, axis=0, out=z)
     cdf /= cdf[-1]
@@ -184,10 +208,15 @@ def sample(logits, mu, ln_var, n=1, temperature=1.0, rng=None):
     for edge in cdf[:-1]:
         comp += u > edge[:, None]
     rows = xp.arange(n_rows)[:, None]
-    # y = mu + sqrt(tau) sigma eps, built in place in one (N, n, D) array.
-    y = xp.exp(0.5 * ln_var[rows, comp])
+    # y = mu + sqrt(tau) sigma eps, built in place in one (N, n, D) array;
+    # sqrt(tau) sigma = exp((ln_var + log tau) / 2), which neither underflows
+    # to 0 before sigma does (tau = 5e-324) nor meets a 0 * inf. Python
+    # floats keep float32 (NEP 50).
+    y = ln_var[rows, comp]
+    y *= 0.5
+    y += 0.5 * math.log(temperature)
+    xp.exp(y, out=y)
     y *= rng.standard_normal(size=y.shape).astype(mu.dtype)
-    y *= math.sqrt(temperature)  # a Python float keeps float32 (NEP 50)
     y += mu[rows, comp]
     return y
 
