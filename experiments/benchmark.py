@@ -44,8 +44,8 @@ import chainer.links as L  # noqa: E402
 from chainer import training  # noqa: E402
 from chainer.training import extensions  # noqa: E402
 
-from toy import cli, datasets, loss, mdn, train  # noqa: E402
-from toy.mdn import MDN, heldout_nll, sample, versions, write_json  # noqa: E402
+from toy import cli, datasets, files, train  # noqa: E402
+from toy.mdn import MDN, heldout_nll, sample, versions  # noqa: E402
 
 HIDDEN, K, BATCH, POINTS, EPOCHS = 256, 5, 100, 500, 2000
 
@@ -190,10 +190,21 @@ def training_steps(batch, device, seed):
         optimizer = chainer.optimizers.Adam()
         optimizer.setup(model)
         steps[name] = (lambda o=optimizer, f=lossfun: o.update(f, x, y))
+        if name != 'a_published':
+            steps[name] = as_in_training(steps[name])
     # The published input layer infers its input size on the first call.
     with chainer.no_backprop_mode():
         published(x, y)
     return steps
+
+
+def as_in_training(step):
+    """`step` as toy.train's loops run it: with Chainer's type checks off,
+    which also skips MDN.loss's data checks (the loops check the data once)."""
+    def unchecked():
+        with chainer.using_config('type_check', False):
+            step()
+    return unchecked
 
 
 @contextlib.contextmanager
@@ -387,12 +398,27 @@ def parse_args(argv=None):
                         help='rows for the published sampling loop (default: 300)')
     parser.add_argument('--sample-rows', type=cli.positive, default=10 ** 6,
                         help='rows for toy.mdn.sample (default: 1000000)')
-    parser.add_argument('--seed', type=cli.at_least(0), default=0)
+    parser.add_argument('--seed', type=cli.seed, default=0,
+                        help='seed of data and weights (default: 0)')
     parser.add_argument('--out', '-o', default=os.path.join('results', 'benchmark'),
                         help='output directory (default: results/benchmark)')
     args = parser.parse_args(argv)
+    # Checked before any timing: an --out that cannot be written would
+    # otherwise lose every number at the very end.
+    cli.check_out(parser, args.out)
     args.device = cli.get_device(parser, args.device)
+    cli.check_memory(parser, memory_needed(args), args.device,
+                     '--batch-sizes, --sample-rows or --loop-rows')
     return args
+
+
+def memory_needed(args):
+    """Rough upper estimate of the bytes the largest timing takes at once: a
+    step at the largest batch (three models' activations), or the sampler
+    over --sample-rows (hidden layer, mixture arrays and its temporaries)."""
+    step = 3 * max(args.batch_sizes) * 2 * (HIDDEN + 8 * 3 * K)
+    sampling = max(args.sample_rows, args.loop_rows) * (HIDDEN + 8 * 3 * K)
+    return 4 * max(step, sampling)
 
 
 def main(argv=None):
@@ -422,9 +448,9 @@ def main(argv=None):
             / result['sampling']['published_samples_per_second']}
     os.makedirs(args.out, exist_ok=True)
     table = markdown(result)
-    with open(os.path.join(args.out, 'benchmark.md'), 'w') as f:
+    with files.atomic_write(os.path.join(args.out, 'benchmark.md')) as f:
         f.write(table)
-    write_json(os.path.join(args.out, 'benchmark.json'), result)
+    files.write_json(os.path.join(args.out, 'benchmark.json'), result)
     print(table)
 
 

@@ -17,7 +17,10 @@ import numpy as np
 import toy  # noqa: F401  (patches NumPy/Python for chainer before it is imported)
 import chainer
 
-from toy import cli, datasets, fit, mdn, plots
+from toy import cli, datasets, files, mdn, plots, train
+
+TEST_POINTS = 10000
+GRID = 400
 
 
 def parse_args(argv=None):
@@ -28,16 +31,28 @@ def parse_args(argv=None):
                         help='tanh hidden units (default: 5)')
     parser.add_argument('--mixtures', '-k', type=cli.positive, default=3,
                         help='mixture components (default: 3)')
-    parser.add_argument('--iterations', type=cli.positive, default=3000,
-                        help='full-batch Adam steps (default: 3000)')
-    parser.add_argument('--seed', type=cli.at_least(0), default=0,
+    parser.add_argument('--epochs', '-e', type=cli.positive, default=3000,
+                        help='epochs of full-batch Adam, one step each '
+                             '(default: 3000)')
+    parser.add_argument('--seed', type=cli.seed, default=0,
                         help='seed of data and weights (default: 0)')
     parser.add_argument('--out', '-o', default=os.path.join('results', 'bishop'),
                         help='output directory (default: results/bishop)')
     cli.add_device_arguments(parser)
     args = parser.parse_args(argv)
+    cli.check_out(parser, args.out)
     args.device = cli.get_device(parser, args.device)
+    cli.check_memory(parser, memory_needed(args), args.device,
+                     '--hidden, --mixtures/-k or --points')
     return args
+
+
+def memory_needed(args):
+    """Rough upper estimate of a run's bytes: the largest activations of
+    full-batch training or the test points, and the density on the grid."""
+    rows = max(args.points, TEST_POINTS)
+    return 4 * (rows * 2 * (args.hidden + 8 * 3 * args.mixtures)
+                + 4 * GRID * GRID * args.mixtures)
 
 
 def main(argv=None):
@@ -45,19 +60,19 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     seeds = np.random.SeedSequence(args.seed).spawn(4)
     x, t = datasets.bishop(args.points, np.random.default_rng(seeds[0]))
-    x_test, t_test = datasets.bishop(10000, np.random.default_rng(seeds[1]))
+    x_test, t_test = datasets.bishop(TEST_POINTS, np.random.default_rng(seeds[1]))
 
     net = mdn.MDN(hidden=args.hidden, k=args.mixtures, activation='tanh',
                   rng=np.random.default_rng(seeds[2]))
     mlp = mdn.LeastSquares(hidden=args.hidden, activation='tanh',
                            rng=np.random.default_rng(seeds[3]))
     for model in (net, mlp):
-        fit.fit(model, x, t, x, t, iterations=args.iterations, lr=0.03,
-                lr_final=3e-4, eval_every=10, seed=args.seed, device=args.device)
+        train.fit(model, x, t, x, t, epochs=args.epochs, lr=0.03,
+                  lr_final=3e-4, eval_every=10, seed=args.seed, device=args.device)
         model.to_device('@numpy')
 
-    x_grid = np.linspace(-0.1, 1.1, 400, dtype=np.float32)
-    t_grid = np.linspace(-0.1, 1.1, 400)
+    x_grid = np.linspace(-0.1, 1.1, GRID, dtype=np.float32)
+    t_grid = np.linspace(-0.1, 1.1, GRID)
     logits, mu, ln_var = net.mixture(x_grid[:, None])
     with chainer.no_backprop_mode():
         mlp_mean = mlp.forward(x_grid[:, None]).array[:, 0]
@@ -109,13 +124,14 @@ def main(argv=None):
                'mlp_test_mse': mse, 'units': 'nats per point; t in [0, 1]',
                'config': {k: v for k, v in vars(args).items()
                           if k not in ('device', 'out')}}
-    with open(os.path.join(args.out, 'demmdn1-metrics.json'), 'w') as f:
-        json.dump(metrics, f, indent=2, sort_keys=True)
-        f.write('\n')
+    files.write_json(os.path.join(args.out, 'demmdn1-metrics.json'), metrics)
     print(json.dumps({k: round(metrics[k], 4) for k in
                       ('mdn_test_nll', 'bayes_limit', 'gap', 'mlp_test_mse')}))
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except train.Diverged as e:
+        sys.exit('{}: error: {}'.format(os.path.basename(__file__), e))

@@ -21,7 +21,9 @@ import numpy as np
 import toy  # noqa: F401  (patches NumPy/Python for chainer before it is imported)
 import chainer
 
-from toy import cli, datasets, fit, mdn, plots
+from toy import cli, datasets, files, mdn, plots, train
+
+TEST_POINTS = 10000
 
 
 def parse_args(argv=None):
@@ -35,23 +37,35 @@ def parse_args(argv=None):
                         help='tanh hidden units of the MDN (default: 24)')
     parser.add_argument('--mixtures', '-k', type=cli.positive, default=24,
                         help='MDN mixture components (default: 24)')
-    parser.add_argument('--iterations', type=cli.positive, default=6000,
-                        help='full-batch Adam steps per net (default: 6000)')
-    parser.add_argument('--seed', type=cli.at_least(0), default=0,
+    parser.add_argument('--epochs', '-e', type=cli.positive, default=6000,
+                        help='epochs of full-batch Adam, one step each, per net '
+                             '(default: 6000)')
+    parser.add_argument('--seed', type=cli.seed, default=0,
                         help='seed of data, weights and samples (default: 0)')
     parser.add_argument('--out', '-o', default=os.path.join('results', 'otoro'),
                         help='output directory (default: results/otoro)')
     cli.add_device_arguments(parser)
     args = parser.parse_args(argv)
+    cli.check_out(parser, args.out)
     args.device = cli.get_device(parser, args.device)
+    cli.check_memory(parser, memory_needed(args), args.device,
+                     '--hidden, --mse-hidden, --mixtures/-k or --points')
     return args
 
 
-def fit_least_squares(model, x, t, train):
+def memory_needed(args):
+    """Rough upper estimate of a run's bytes: the largest set of activations
+    at once (full-batch training, the test points, or the samples)."""
+    rows = max(args.points, TEST_POINTS)
+    width = max(args.hidden + 8 * 3 * args.mixtures, args.mse_hidden)
+    return 4 * rows * 2 * width
+
+
+def fit_least_squares(model, x, t, schedule):
     """Fit on standardised (x, t) (N,) each; returns predict(x (M,)) -> (M,)."""
-    scaler = fit.Standardizer(x[:, None], t[:, None])
+    scaler = train.Standardizer(x[:, None], t[:, None])
     xs, ts = scaler.inputs(x[:, None]), scaler.targets(t[:, None])
-    fit.fit(model, xs, ts, xs, ts, **dict(train, lr=1e-2, lr_final=1e-4))
+    train.fit(model, xs, ts, xs, ts, **dict(schedule, lr=1e-2, lr_final=1e-4))
     model.to_device('@numpy')
 
     def predict(x_new):
@@ -66,9 +80,9 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     seeds = np.random.SeedSequence(args.seed).spawn(6)
     x, y = datasets.otoro(args.points, np.random.default_rng(seeds[0]))
-    x_test, y_test = datasets.otoro(10000, np.random.default_rng(seeds[1]))
-    train = dict(iterations=args.iterations, lr=1e-3, lr_final=1e-3,
-                 eval_every=50, seed=args.seed, device=args.device)
+    x_test, y_test = datasets.otoro(TEST_POINTS, np.random.default_rng(seeds[1]))
+    schedule = dict(epochs=args.epochs, lr=1e-3, lr_final=1e-3, eval_every=50,
+                    seed=args.seed, device=args.device)
 
     # The post's forward and inverse least-squares fits.
     forward = mdn.LeastSquares(hidden=args.mse_hidden, activation='tanh',
@@ -77,9 +91,9 @@ def main(argv=None):
                                rng=np.random.default_rng(seeds[3]))
     net = mdn.MDN(hidden=args.hidden, k=args.mixtures, activation='tanh',
                   rng=np.random.default_rng(seeds[4]))
-    forward = fit_least_squares(forward, y[:, 0], x[:, 0], train)
-    inverse = fit_least_squares(inverse, x[:, 0], y[:, 0], train)
-    info = fit.fit(net, x, y, x, y, **train)
+    forward = fit_least_squares(forward, y[:, 0], x[:, 0], schedule)
+    inverse = fit_least_squares(inverse, x[:, 0], y[:, 0], schedule)
+    info = train.fit(net, x, y, x, y, **schedule)
     net.to_device('@numpy')
 
     y_grid = np.linspace(-10.5, 10.5, 300, dtype=np.float32)
@@ -117,13 +131,11 @@ def main(argv=None):
                                            - x_test[:, 0]) ** 2)),
         'inverse_mse_test': float(np.mean((inverse(x_test[:, 0])
                                            - y_test[:, 0]) ** 2)),
-        'mdn_best_iteration': info['best_iteration'],
+        'mdn_best_epoch': info['best_epoch'],
         'units': 'nats per point; y in [-10.5, 10.5]; MSE in squared units',
         'config': {k: v for k, v in vars(args).items()
                    if k not in ('device', 'out')}}
-    with open(os.path.join(args.out, 'otoro-metrics.json'), 'w') as f:
-        json.dump(metrics, f, indent=2, sort_keys=True)
-        f.write('\n')
+    files.write_json(os.path.join(args.out, 'otoro-metrics.json'), metrics)
     print(json.dumps({k: round(metrics[k], 4) for k in
                       ('mdn_test_nll', 'bayes_limit', 'gap', 'forward_mse_test',
                        'inverse_mse_test')}))
@@ -131,4 +143,7 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except train.Diverged as e:
+        sys.exit('{}: error: {}'.format(os.path.basename(__file__), e))

@@ -28,7 +28,7 @@ import numpy as np
 import toy  # noqa: F401  (patches NumPy/Python for chainer before it is imported)
 import chainer
 
-from toy import cli, datasets, fit, mdn
+from toy import cli, datasets, mdn, train
 
 DEFAULT_MIXTURES = [1, 2, 3, 4, 5, 6, 8, 12, 16, 24]
 FIELDS = ['dataset', 'direction', 'model', 'k', 'seed', 'config',
@@ -110,8 +110,14 @@ def parse_args(argv=None):
         parser.error('--lr-final {} is larger than --lr {}'.format(
             args.lr_final, args.lr))
     if args.eval_every > args.epochs:
-        parser.error('--eval-every {} is more than --epochs {}'.format(
-            args.eval_every, args.epochs))
+        parser.error('--eval-every {} is more than --epochs {}{}'.format(
+            args.eval_every, args.epochs,
+            ' (--eval-every defaults to {0}): pass --eval-every {1} or less, or '
+            '--epochs {0} or more'.format(parser.get_default('eval_every'),
+                                          args.epochs)
+            if '--eval-every' not in ' '.join(argv if argv is not None
+                                              else sys.argv[1:])
+            else ': pass --eval-every {} or less'.format(args.epochs)))
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         parser.error('--out {} exists and is not a directory'.format(args.out))
     path = os.path.join(args.out, CSV_NAME)
@@ -190,9 +196,8 @@ def load_model(path, task):
     with np.load(path, allow_pickle=False) as npz:
         for name, p in model.namedparams():
             p.array[...] = npz['param' + name]
-        scaler = fit.Standardizer.from_state(
-            {k: npz['scaler_' + k] for k in ('x_mean', 'x_scale',
-                                            't_mean', 't_scale')})
+        scaler = train.Standardizer.from_state(
+            {k: npz['scaler_' + k] for k in train.Standardizer.KEYS})
     return model, scaler
 
 
@@ -201,17 +206,15 @@ def run_task(task):
     device = chainer.get_device(task['device_spec'])
     device.use()
     data = splits(task['dataset'], task['direction'], task['seed'], task)
-    scaler = fit.Standardizer(*data['train'])
+    scaler = train.Standardizer(*data['train'])
     std = {s: (scaler.inputs(x), scaler.targets(t)) for s, (x, t) in data.items()}
     init = np.random.SeedSequence(
         [task['seed'], zlib.crc32(task['dataset'].encode()), task['k']])
     model = build_model(task, rng=np.random.default_rng(init))
-    per_epoch = -(-task['train_points'] // task['batchsize'])
-    info = fit.fit(model, *std['train'], *std['val'],
-                   iterations=task['epochs'] * per_epoch, lr=task['lr'],
-                   lr_final=task['lr_final'], batchsize=task['batchsize'],
-                   eval_every=task['eval_every'] * per_epoch,
-                   seed=task['seed'], device=device)
+    info = train.fit(model, *std['train'], *std['val'], epochs=task['epochs'],
+                     lr=task['lr'], lr_final=task['lr_final'],
+                     batchsize=task['batchsize'], eval_every=task['eval_every'],
+                     seed=task['seed'], device=device)
     model.to_device('@numpy')
     save_model(model_path(task['out'], task), model, scaler)
     x_test, t_test = std['test']
@@ -219,11 +222,11 @@ def run_task(task):
                                       'seed', 'config')}
     row.update(train_seconds='{:.2f}'.format(info['seconds']),
                epochs=task['epochs'], iterations=info['iterations'],
-               best_epoch=info['best_iteration'] // per_epoch,
+               best_epoch=info['best_epoch'],
                device=str(device))
-    scale2 = float(np.prod(scaler.t_scale) ** 2)
+    scale2 = float(np.prod(scaler.y_scale) ** 2)
     if task['model'] == 'mse':
-        row['mse'] = '{:.6g}'.format(fit.mean_loss(model, x_test, t_test) * scale2)
+        row['mse'] = '{:.6g}'.format(train.evaluate(model, x_test, t_test) * scale2)
         return row
     logits, mu, ln_var = model.mixture(x_test)
     mean = mdn.mixture_mean(logits, mu)
@@ -496,7 +499,7 @@ def dataset_figures(args, rows, limits, name, plots):
     if model is not None:
         logits, mu, ln_var = model.mixture(scaler.inputs(x_grid[:, None]))
         mu = scaler.untarget(mu)
-        ln_var = ln_var + 2 * np.log(scaler.t_scale)
+        ln_var = ln_var + 2 * np.log(scaler.y_scale)
         fig, axes = plots.subplots(2, 3, width=4.0, height=3.2)
         plots.mixture_panels(axes[0], x_grid, logits, mu, ln_var, x_label,
                              t_label, x=x_show, t=t_show)

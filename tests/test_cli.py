@@ -1,8 +1,11 @@
 """`python toy/mdn.py`: help, one-line errors with exit 2, outputs, and --resume."""
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
+import zipfile
 
 import numpy as np
 import pytest
@@ -35,9 +38,9 @@ BAD = {
     'device': (['--device', 'tpu'], "unknown device 'tpu'"),
     'epoch': (['--epoch', 'many'], "invalid integer value: 'many'"),
     'activation': (['--activation', 'swish'], "invalid choice: 'swish'"),
-    'seed': (['--seed', '-1'], '--seed: -1 is not >= 0'),
-    'resume': (['--resume', 'no-such-file'], '--resume: no-such-file is not a '
-                                             'readable .npz snapshot'),
+    'seed': (['--seed', '-1'], '--seed: -1 is not in [0, 4294967295]'),
+    'seed_too_big': (['--seed', str(2 ** 32)], '--seed: 4294967296 is not in [0, '),
+    'resume': (['--resume', 'no-such-file'], '--resume no-such-file: not a file'),
 }
 
 
@@ -99,3 +102,212 @@ def test_outputs_and_resume_replays_the_uninterrupted_run(tmp_path):
         np.testing.assert_array_equal(got[key], want[key], err_msg=key)
     assert json.load(open(os.path.join(part, 'metrics.json')))['nll_test'] == \
         metrics['nll_test']
+
+
+# ---------------------------------------------------------------------------
+# In-process: errors that must come before any work, and checked snapshots
+# ---------------------------------------------------------------------------
+
+from toy import mdn, train  # noqa: E402
+from test_files import claim_size, npy_bytes  # noqa: E402
+
+TINY = ['--points', '40', '--test-points', '50', '--hidden', '4', '--batchsize', '20']
+
+
+def refused(argv, capsys, monkeypatch):
+    """Run mdn.main(argv), which must exit 2 with one line, before any training."""
+    def no_training(*args, **kwargs):
+        raise AssertionError('training started')
+    if '--resume' not in argv:
+        monkeypatch.setattr(train, 'train', no_training)
+    with pytest.raises(SystemExit) as e:
+        mdn.main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and 'Traceback' not in err, err
+    return err
+
+
+def listing(folder):
+    return {name: os.path.getmtime(os.path.join(folder, name))
+            for name in sorted(os.listdir(folder))}
+
+
+@pytest.mark.parametrize('case', ['empty', 'file', 'under_file', 'read_only'])
+def test_out_is_checked_before_any_work(case, tmp_path, capsys, monkeypatch):
+    (tmp_path / 'file').write_text('kept')
+    out = {'empty': '', 'file': str(tmp_path / 'file'),
+           'under_file': str(tmp_path / 'file' / 'sub' / 'out'),
+           'read_only': str(tmp_path / 'ro' / 'out')}[case]
+    message = {'empty': '--out is empty: give a directory',
+               'file': 'file is a file, not a directory',
+               'under_file': 'file is a file, not a directory',
+               'read_only': 'cannot write in'}[case]
+    if case == 'read_only':
+        (tmp_path / 'ro').mkdir(mode=0o555)
+        try:
+            # root writes through permission bits: a file system root cannot
+            # create files in stands in (the check really tries).
+            open(str(tmp_path / 'ro' / 'probe'), 'w').close()
+            os.unlink(str(tmp_path / 'ro' / 'probe'))
+            out = os.path.join('/proc', 'mdn-out')
+        except PermissionError:
+            pass
+    assert message in refused(['--out', out], capsys, monkeypatch)
+    assert (tmp_path / 'file').read_text() == 'kept'
+    assert not os.path.exists(out) or case == 'file'
+
+
+@pytest.mark.parametrize('option, value', [('--hidden', 10 ** 9), ('-k', 10 ** 9),
+                                           ('--points', 10 ** 10),
+                                           ('--test-points', 10 ** 10)])
+def test_absurd_sizes_are_refused_before_allocating(option, value, tmp_path, capsys,
+                                                    monkeypatch):
+    err = refused([option, str(value), '--out', str(tmp_path)], capsys, monkeypatch)
+    assert 'this run needs about' in err and 'use smaller --hidden' in err
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_batchsize_equal_to_points_is_accepted(tmp_path):
+    mdn.main(TINY[:4] + ['--batchsize', '40', '--epoch', '1', '--out', str(tmp_path)])
+    assert json.load(open(str(tmp_path / 'metrics.json')))['config']['batchsize'] == 40
+
+
+@pytest.fixture(scope='module')
+def snapshot_run(tmp_path_factory):
+    """A finished 2-epoch run of TINY, in a folder of its own."""
+    out = str(tmp_path_factory.mktemp('run'))
+    mdn.main(TINY + ['--epoch', '2', '--out', out])
+    return out
+
+
+def snapshot_arrays(run):
+    with np.load(os.path.join(run, 'mdn-snapshot')) as npz:
+        return {key: npz[key] for key in npz.files}
+
+
+def write_variant(path, case, arrays):
+    """A damaged or foreign version of the snapshot `arrays` at `path`."""
+    head = 'updater/model:main/head/W'
+    if case == 'empty':
+        open(path, 'wb').close()
+        return
+    if case == 'flipped_byte':
+        save(path, arrays)
+        blob = bytearray(open(path, 'rb').read())
+        blob[blob.index(arrays[head].tobytes()) + 5] ^= 0xFF
+        open(path, 'wb').write(bytes(blob))
+        return
+    if case in ('truncated', 'zip_bomb'):
+        arrays = dict(arrays)
+        del arrays[head]
+        save(path, arrays)
+        shape = (15, 4) if case == 'truncated' else (30000, 30000)   # 3.6 GB
+        with zipfile.ZipFile(path, 'a', zipfile.ZIP_DEFLATED) as z:
+            z.writestr(head + '.npy', npy_bytes(shape, '<f4', b'\0' * 40))
+        if case == 'zip_bomb':
+            claim_size(path, head + '.npy', 36 * 10 ** 8 + 128)
+        return
+    arrays = dict(arrays)
+    if case == 'float_iteration':
+        arrays['updater/iteration'] = np.float64(4.0)
+    elif case == 'complex_parameter':
+        arrays[head] = arrays[head].astype(np.complex64)
+    elif case == 'order_out_of_range':
+        arrays['updater/iterator:main/order'] = arrays['updater/iterator:main/order'] + 40
+    elif case == 'nan_parameter':
+        arrays[head] = arrays[head].copy()
+        arrays[head][0, 0] = np.nan
+    elif case == 'no_options':
+        del arrays[train.OPTIONS_KEY]
+    save(path, arrays)
+
+
+def save(path, arrays):
+    with open(path, 'wb') as f:     # np.savez would add .npz to a bare path
+        np.savez(f, **arrays)
+
+
+SNAPSHOT_CASES = {
+    'empty': r'is empty \(0 bytes\), not an .npz file',
+    'flipped_byte': r'is damaged \(Bad CRC-32 .* in member updater/model:main/head/W\)',
+    'float_iteration': r'updater/iteration is \(\) float64 where this model and '
+                       r'options need \(\) int64',
+    'complex_parameter': r'head/W is \(15, 4\) complex64 where this model and options '
+                         r'need \(15, 4\) float32',
+    'order_out_of_range': r'the iterator state is damaged \(its order is not a '
+                          r'permutation of the 40 points',
+    'truncated': r'member updater/model:main/head/W is truncated',
+    'zip_bomb': r'arrays would take over 3,600,0\d\d,\d\d\d bytes \(updater/model:main/'
+                r'head/W alone is \(30000, 30000\) float32\)',
+    'nan_parameter': r'updater/model:main/head/W holds NaN or inf: the run it comes '
+                     r'from had diverged',
+    'no_options': r'does not record the options it was made with',
+}
+
+
+@pytest.mark.parametrize('case', sorted(SNAPSHOT_CASES))
+def test_a_bad_snapshot_is_one_line_naming_the_cause(case, snapshot_run, tmp_path,
+                                                     capsys, monkeypatch):
+    path = str(tmp_path / 'snapshot')
+    write_variant(path, case, snapshot_arrays(snapshot_run))
+    before = listing(snapshot_run)
+    if case == 'zip_bomb':
+        def no_data(*args, **kwargs):
+            raise AssertionError('array data were read')
+        monkeypatch.setattr(np.lib.format, 'read_array', no_data)
+    err = refused(TINY + ['--epoch', '4', '--out', snapshot_run, '--resume', path],
+                  capsys, monkeypatch)
+    assert re.search(SNAPSHOT_CASES[case], err), err
+    assert listing(snapshot_run) == before
+
+
+@pytest.mark.parametrize('options, message', [
+    (['--epoch', '1'], 'the snapshot is at epoch 2, past the 1 asked for: pass '
+                       '--epoch 2 or more'),
+    (['--activation', 'tanh'], 'made with --activation none, this run has tanh: '
+                               'resume with the same --activation'),
+    (['--seed', '1'], 'made with --seed 0, this run has 1'),
+    (['--loss', 'density'], 'made with --loss fused, this run has density'),
+    (['--batchsize', '10'], 'made with --batchsize 20, this run has 10'),
+    (['--hidden', '8'], 'made with --hidden 4, this run has 8'),
+    (['-k', '3'], 'made with --mixtures 5, this run has 3'),
+    (['--points', '60'], 'made with --points 40, this run has 60'),
+])
+def test_resume_refuses_other_options_naming_them(options, message, snapshot_run,
+                                                  capsys, monkeypatch):
+    before = listing(snapshot_run)
+    argv = TINY + ['--epoch', '4', '--out', snapshot_run, '--resume',
+                   os.path.join(snapshot_run, 'mdn-snapshot')]
+    argv += options     # argparse keeps the last value of an option
+    assert message in refused(argv, capsys, monkeypatch)
+    assert listing(snapshot_run) == before
+
+
+def test_resume_refuses_a_snapshot_of_the_baseline(snapshot_run, capsys, monkeypatch):
+    err = refused(TINY + ['--epoch', '4', '--out', snapshot_run, '--resume',
+                          os.path.join(snapshot_run, 'linear-snapshot')],
+                  capsys, monkeypatch)
+    assert 'is a snapshot of a LeastSquares, not of a MDN' in err
+
+
+def test_a_run_leaves_no_stale_snapshot(snapshot_run, tmp_path):
+    out = str(tmp_path / 'out')
+    shutil.copytree(snapshot_run, out)
+    # fewer epochs than --frequency: only the end of the run writes a snapshot
+    mdn.main(TINY + ['--epoch', '3', '--frequency', '5', '--seed', '3', '--out', out])
+    for name in ('mdn-snapshot', 'linear-snapshot'):
+        with np.load(os.path.join(out, name)) as npz:
+            assert json.loads(str(npz[train.OPTIONS_KEY]))['seed'] == 3
+            assert int(npz['updater/iterator:main/epoch']) == 3
+
+
+def test_resume_at_the_requested_epoch_trains_nothing_more(snapshot_run, tmp_path):
+    out = str(tmp_path / 'out')
+    shutil.copytree(snapshot_run, out)
+    want = json.load(open(os.path.join(snapshot_run, 'metrics.json')))['nll_test']
+    mdn.main(TINY + ['--epoch', '2', '--out', out, '--resume',
+                     os.path.join(snapshot_run, 'mdn-snapshot')])
+    assert json.load(open(os.path.join(out, 'metrics.json')))['nll_test'] == want
+    with np.load(os.path.join(out, 'mdn-snapshot')) as npz:
+        assert int(npz['updater/iteration']) == 2 * 2

@@ -1,6 +1,10 @@
-"""Command-line plumbing shared by the scripts: one-line errors and device choice."""
+"""Command-line plumbing shared by the scripts: one-line errors, device, seeds, --out, sizes."""
 import argparse
+import os
 import re
+import tempfile
+
+import numpy as np
 
 import chainer
 from chainer.backends import cuda
@@ -66,3 +70,65 @@ def at_least(minimum):
 
 
 positive = at_least(1)
+
+#: NumPy's legacy RandomState (and so CuPy's) takes seeds in [0, 2**32 - 1].
+MAX_SEED = 2 ** 32 - 1
+
+
+def seed(text):
+    """argparse type: a seed in [0, 2**32 - 1]."""
+    value = int(text)
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError('{} is not in [0, {}]'.format(text, MAX_SEED))
+    return value
+
+
+def check_out(parser, path, option='--out'):
+    """Exit 2 unless directory `path` exists or can be created, and is writable.
+
+    Nothing is created: the nearest existing ancestor must be a directory in
+    which a file can really be made (a probe file, removed at once). Asking
+    the OS for permissions is not enough: root passes every such check, a
+    read-only file system refuses root too.
+    """
+    if not path:
+        parser.error('{} is empty: give a directory'.format(option))
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        parser.error('{} {}: {} is a file, not a directory: choose another {}'
+                     .format(option, path, existing, option))
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        parser.error('{} {}: cannot write in {} ({}): choose a writable directory'
+                     .format(option, path, existing, e.strerror or e))
+
+
+def available_bytes(device):
+    """Memory free for arrays on `device`: MemAvailable of the host, or the GPU's."""
+    if device.xp is not np:
+        free, _ = device.xp.cuda.runtime.memGetInfo()
+        return free
+    try:
+        with open('/proc/meminfo') as f:
+            for line in f:
+                if line.startswith('MemAvailable:'):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+
+
+def check_memory(parser, nbytes, device, options):
+    """Exit 2 if a run needing about `nbytes` cannot fit in `device`'s free memory.
+
+    `options`: the options that set the size, named in the message.
+    """
+    free = available_bytes(device)
+    if nbytes > free:
+        parser.error('this run needs about {:.3g} GB on {} but {:.3g} GB is free: '
+                     'use smaller {}'.format(nbytes / 1e9, device, free / 1e9,
+                                             options))

@@ -19,7 +19,7 @@ import chainer.functions as F
 import chainer.links as L
 from chainer import backend, initializers
 
-from toy import cli, datasets, loss, train
+from toy import cli, datasets, files, loss, train
 
 ACTIVATIONS = {'none': F.identity, 'tanh': F.tanh, 'relu': F.relu,
                'sigmoid': F.sigmoid}
@@ -35,7 +35,7 @@ class OneHiddenLayer(chainer.Chain):
 
     def __init__(self, in_dim, hidden, n_out, activation, rng):
         super().__init__()
-        self.activation = activation
+        self.in_dim, self.activation = in_dim, activation
         with self.init_scope():
             self.hidden = L.Linear(in_dim, hidden,
                                    initialW=initializers.LeCunNormal(rng=rng))
@@ -49,6 +49,19 @@ class OneHiddenLayer(chainer.Chain):
 
     def features(self, x):
         return self.head(self.hidden_output(x))
+
+    def check_data(self, x, y=None):
+        """x (N, in_dim) and y (N, out_dim) as float32 arrays (see train.check_data),
+        or ValueError naming the argument and what to fix."""
+        checked = train.check_data(x, y)
+        for a, name, dim in zip(checked if y is not None else (checked,),
+                                ('x', 'y'), ('in_dim', 'out_dim')):
+            if a.shape[1] != getattr(self, dim):
+                raise ValueError('{} has {} column(s) but the model has {} = {}: '
+                                 'give {} of shape (N, {})'.format(
+                                     name, a.shape[1], dim, getattr(self, dim),
+                                     name, getattr(self, dim)))
+        return checked
 
 
 class MDN(OneHiddenLayer):
@@ -71,6 +84,15 @@ class MDN(OneHiddenLayer):
         return logits, F.reshape(mu, (-1, k, d)), F.reshape(ln_var, (-1, k, d))
 
     def loss(self, x, y):
+        """Mean NLL of y (N, D) given x (N, in_dim), nats per point, a Variable.
+
+        The data are checked (`check_data`) unless chainer.config.type_check
+        is off: the training loops check the whole data once and run their
+        steps without, as a check per step would cost a pass over the batch
+        and, on a GPU, a synchronisation.
+        """
+        if chainer.config.type_check:
+            x, y = self.check_data(x, y)
         if self.nll is loss.nll_fused:
             # The fused node reads the head's packed output in place, which
             # saves the split and reshape nodes (and, in backward, the concat):
@@ -84,11 +106,12 @@ class MDN(OneHiddenLayer):
     def mixture(self, x):
         """Mixture parameters as arrays on the model's device, without a graph.
 
-        x: (N, in_dim) array, NumPy or CuPy. Refuses NaN and inf.
+        x: (N, in_dim) array, NumPy or CuPy (float64 is cast to float32).
+        Refuses NaN, inf and wrong shapes with a ValueError (`check_data`).
         """
-        train.check_finite('input x', x)
+        x = self.device.send(self.check_data(x))
         with chainer.no_backprop_mode(), chainer.using_config('train', False):
-            return tuple(v.array for v in self.forward(self.xp.asarray(x)))
+            return tuple(v.array for v in self.forward(x))
 
     def sample(self, x, n=1, temperature=1.0, rng=None):
         """n draws of y per input row: (N, n, D). See `sample`."""
@@ -101,11 +124,15 @@ class LeastSquares(OneHiddenLayer):
     def __init__(self, in_dim=1, out_dim=1, hidden=256, activation='none',
                  rng=None):
         super().__init__(in_dim, hidden, out_dim, activation, rng)
+        self.out_dim = out_dim
 
     def forward(self, x):
         return self.features(x)
 
     def loss(self, x, y):
+        """Mean squared error, a Variable; data checked as in `MDN.loss`."""
+        if chainer.config.type_check:
+            x, y = self.check_data(x, y)
         mse = F.mean_squared_error(self.forward(x), y)
         chainer.report({'loss': mse}, self)
         return mse
@@ -167,9 +194,12 @@ def most_probable_mean(logits, mu):
 
 
 def heldout_nll(model, x, y):
-    """Mean negative log-likelihood of (x, y) under `model`, in nats per point."""
+    """Mean negative log-likelihood of (x, y) under `model`, in nats per point.
+
+    x (N, in_dim), y (N, D): checked as in `MDN.loss` (ValueError)."""
+    x, y = model.check_data(x, y)
     logits, mu, ln_var = model.mixture(x)
-    return float(loss.nll_logspace(logits, mu, ln_var, model.xp.asarray(y)).array)
+    return float(loss.nll_logspace(logits, mu, ln_var, model.device.send(y)).array)
 
 
 def make_parser():
@@ -195,7 +225,7 @@ def make_parser():
                         help='training points (default: 500)')
     parser.add_argument('--test-points', type=cli.positive, default=10000,
                         help='fresh held-out points for the NLL (default: 10000)')
-    parser.add_argument('--seed', type=cli.at_least(0), default=0,
+    parser.add_argument('--seed', type=cli.seed, default=0,
                         help='seed of data, initial weights and shuffling '
                              '(default: 0)')
     parser.add_argument('--frequency', '-f', type=cli.positive, default=None,
@@ -208,18 +238,38 @@ def make_parser():
     return parser
 
 
+#: Options that define a run: a snapshot records them and --resume refuses
+#: others (train.train adds seed, batchsize and the number of points).
+RUN_OPTIONS = ('activation', 'loss', 'hidden', 'mixtures')
+
+
+def memory_needed(args):
+    """Rough upper estimate of the bytes a run takes, before it allocates any.
+
+    Parameters of both nets with their gradients and Adam's two moments, the
+    data, and the largest set of activations at once: a training batch, the
+    held-out evaluation (all test points in one pass) or the figures' grid,
+    each a hidden layer plus the mixture's (N, K) arrays and their temporaries.
+    """
+    k, hidden = args.mixtures, args.hidden
+    params = (2 * hidden + (hidden + 1) * 3 * k) + (3 * hidden + 1)
+    rows = max(args.batchsize, args.test_points, args.points)
+    return 4 * (4 * params + 2 * (args.points + args.test_points)
+                + rows * 2 * (hidden + 8 * 3 * k))
+
+
 def check_args(parser, args):
-    """Validate what argparse cannot, before anything is written; resolve the device."""
+    """Validate what argparse cannot, before any work or writing; resolve the device."""
     if args.batchsize > args.points:
         parser.error('--batchsize {} is larger than the {} training points: use '
                      'at most --batchsize {}'.format(args.batchsize, args.points,
                                                      args.points))
-    if args.resume is not None:
-        try:
-            args.resume = train.read_npz_safe(args.resume)
-        except ValueError as e:
-            parser.error('--resume: {}'.format(e))
+    cli.check_out(parser, args.out)
+    if args.resume is not None and not os.path.isfile(args.resume):
+        parser.error('--resume {}: not a file'.format(args.resume))
     args.device = cli.get_device(parser, args.device)
+    cli.check_memory(parser, memory_needed(args), args.device,
+                     '--hidden, --mixtures/-k, --points, --test-points or --batchsize')
     return args
 
 
@@ -254,15 +304,6 @@ def save_figures(out, x, y, x_grid, y_linear, y_mdn):
         plt.close(fig)
 
 
-def write_json(path, data):
-    """Write JSON through a temporary file so an earlier file is never half-replaced."""
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write('\n')
-    os.replace(tmp, path)
-
-
 def main(argv=None):
     parser = make_parser()
     args = check_args(parser, parser.parse_args(argv))
@@ -272,24 +313,28 @@ def main(argv=None):
     x, y = datasets.worldmodels(args.points, np.random.default_rng(seeds[0]))
     x_test, y_test = datasets.worldmodels(args.test_points,
                                           np.random.default_rng(seeds[1]))
-    os.makedirs(args.out, exist_ok=True)
 
     model = MDN(hidden=args.hidden, k=args.mixtures, activation=args.activation,
                 nll=args.loss, rng=np.random.default_rng(seeds[2]))
-    mdn_start = time.time()
-    try:
-        train.train(model, x, y, epochs=args.epoch, batchsize=args.batchsize,
-                    device=device, seed=args.seed, out=args.out, name='mdn',
-                    frequency=args.frequency, resume=args.resume)
-    except train.SnapshotMismatch as e:
-        parser.error('--resume: {}'.format(e))
-    mdn_seconds = time.time() - mdn_start
-
     baseline = LeastSquares(hidden=args.hidden,
                             rng=np.random.default_rng(seeds[3]))
-    train.train(baseline, x, y, epochs=args.epoch, batchsize=args.batchsize,
-                device=device, seed=args.seed, out=args.out, name='linear',
-                frequency=args.frequency)
+    mdn_start = time.time()
+    try:
+        # The snapshot to resume from is checked whole before anything is
+        # written; the snapshots this run writes then replace the old ones.
+        train.train(model, x, y, epochs=args.epoch, batchsize=args.batchsize,
+                    device=device, seed=args.seed, out=args.out, name='mdn',
+                    frequency=args.frequency, resume=args.resume,
+                    options={key: getattr(args, key) for key in RUN_OPTIONS})
+        mdn_seconds = time.time() - mdn_start
+        train.train(baseline, x, y, epochs=args.epoch, batchsize=args.batchsize,
+                    device=device, seed=args.seed, out=args.out, name='linear',
+                    frequency=args.frequency,
+                    options={'hidden': args.hidden, 'activation': 'none'})
+    except train.SnapshotMismatch as e:
+        parser.error('--resume: {}'.format(e))
+    except train.Diverged as e:
+        parser.exit(1, '{}: {}\n'.format(parser.prog, e))
 
     x_grid = np.linspace(x.min(), x.max(), args.points,
                          dtype=np.float32).reshape(-1, 1)
@@ -318,7 +363,10 @@ def main(argv=None):
         'mdn_train_seconds': round(mdn_seconds, 2),
         'wall_seconds': round(time.time() - start, 2),
     }
-    write_json(os.path.join(args.out, 'metrics.json'), metrics)
+    try:
+        files.write_json(os.path.join(args.out, 'metrics.json'), metrics)
+    except ValueError as e:     # a NaN or inf metric: strict JSON has none
+        parser.exit(1, '{}: error: {}\n'.format(parser.prog, e))
     print(json.dumps({k: metrics[k] for k in ('nll_train', 'nll_test',
                                               'baseline_mse_test',
                                               'wall_seconds')}))
