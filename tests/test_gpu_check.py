@@ -26,7 +26,11 @@ def test_dry_run_runs_every_step_on_the_cpu(tmp_path):
                                      if s['step'] == name)['command']
     metrics = json.loads((out / 'toy-gpu' / 'metrics.json').read_text())
     assert metrics['config']['device'] == '@numpy'
-    assert (out / 'benchmark-cpu' / 'benchmark.md').is_file()
+    assert 'training points/s' in (out / 'benchmark-cpu' / 'benchmark.md').read_text()
+    bench = json.loads((out / 'benchmark-gpu' / 'benchmark.json').read_text())
+    # points per second of a whole step = batch / seconds per step
+    assert bench['throughput']['100'] == \
+        100 / bench['steps']['100']['c_fused']['median']
     versions = json.loads((out / 'versions.log').read_text())
     assert versions['cuda_available'] is False and 'numpy' in versions
     assert 'dry run' in (out / 'summary.md').read_text()
