@@ -340,14 +340,15 @@ def markdown(result):
                  result['repeats'], env['threads'] or 'library defaults'), '',
              '## Training step (forward, backward, Adam), ms per iteration', '',
              '| batch | (a) published | (b) ours, nll_logspace '
-             '| (c) ours, nll_fused | (a)/(c) | (b)/(c) |',
-             '|---:|---:|---:|---:|---:|---:|']
+             '| (c) ours, nll_fused | (a)/(c) | (b)/(c) | (c) training points/s |',
+             '|---:|---:|---:|---:|---:|---:|---:|']
     for batch, t in result['steps'].items():
-        lines.append('| {} | {} | {} | {} | {:.1f}x | {:.1f}x |'.format(
+        lines.append('| {} | {} | {} | {} | {:.1f}x | {:.1f}x | {:,.0f} |'.format(
             batch, *(milliseconds(t[k]) for k in
                      ('a_published', 'b_logspace', 'c_fused')),
             ratio(t['a_published'], t['c_fused']),
-            ratio(t['b_logspace'], t['c_fused'])))
+            ratio(t['b_logspace'], t['c_fused']),
+            result['throughput'][batch]))
     run = result['whole_run']
     lines += ['', '## The whole published run: {} epochs of {} points, batch {}, '
               'in a Chainer Trainer with its logging'.format(
@@ -439,6 +440,10 @@ def main(argv=None):
                            'heldout_nll': nll}
     result['sampling'] = sampling(device, args.seed, args.loop_rows,
                                   args.sample_rows)
+    # Training throughput of the default model: points through a whole
+    # step (forward, backward, Adam) per second.
+    result['throughput'] = {b: b / t['c_fused']['median']
+                            for b, t in result['steps'].items()}
     result['ratios'] = {
         'step_a_over_c': {b: ratio(t['a_published'], t['c_fused'])
                           for b, t in result['steps'].items()},

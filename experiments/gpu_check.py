@@ -1,0 +1,195 @@
+"""The GPU verification as one prepared command: every `--gpu 0` claim, checked in one call.
+
+On the lent GPU machine (Python 3.12, NumPy 2, CuPy, no internet), from the
+repository root, with the wheels it lacks carried in `.gpu-wheels/`:
+
+    python3 experiments/gpu_check.py --wheels .gpu-wheels
+
+installs those wheels into `.gpu-site/`, then runs, each step with its own
+time limit, carrying on after a failure:
+
+1. versions: GPU, driver, CUDA runtime, CuPy, NumPy, Chainer, Python;
+2. the whole test suite, the `gpu`-marked tests included;
+3. the published run, `python toy/mdn.py --gpu 0`, and the same on the CPU;
+4. a reduced mixture-count sweep with `--gpu 0`;
+5. `experiments/benchmark.py` on GPU 0 with batches up to 1,048,576, and the
+   same machine's CPU beside it.
+
+Everything goes into `--out` (default results/gpu/): each step's output in
+`<step>.log`, the outputs of the runs in sub-folders, and `summary.json` /
+`summary.md` with each step's command, exit status and time. The exit status
+is 0 only if every step passed.
+
+`--dry-run` runs the same steps on the CPU with tiny sizes, saying for each
+GPU step what it would have run, so the script is known to work before a GPU
+is lent (the test suite runs it so).
+"""
+import argparse
+import glob
+import json
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SITE = os.path.join(ROOT, '.gpu-site')
+
+VERSIONS = r'''
+import json, platform, subprocess
+import numpy, toy, chainer
+found = {'python': platform.python_version(), 'numpy': numpy.__version__,
+         'chainer': chainer.__version__,
+         'cuda_available': chainer.backends.cuda.available}
+try:
+    import cupy
+    found['cupy'] = cupy.__version__
+    found['cuda_runtime'] = cupy.cuda.runtime.runtimeGetVersion()
+    found['cuda_driver'] = cupy.cuda.runtime.driverGetVersion()
+    found['gpu'] = cupy.cuda.runtime.getDeviceProperties(0)['name'].decode()
+except Exception as e:  # reported, not raised: this step only describes
+    found['cupy_error'] = ' '.join(str(e).split())
+try:
+    found['nvidia_smi'] = subprocess.run(
+        ['nvidia-smi', '--query-gpu=name,driver_version,memory.total',
+         '--format=csv,noheader'], capture_output=True, text=True,
+        timeout=30).stdout.strip()
+except OSError:
+    found['nvidia_smi'] = 'not found'
+print(json.dumps(found, indent=2, sort_keys=True))
+'''
+
+#: Benchmark batch sizes on the GPU machine, up to 2**20.
+BATCHES = ['100', '1000', '10000', '100000', '1048576']
+
+
+def steps(out, dry_run):
+    """[(name, argv, seconds allowed, extra environment)] in running order.
+
+    With dry_run every `--gpu 0` becomes `--device -1` and the sizes shrink
+    to seconds' worth; the commands are otherwise the real ones.
+    """
+    py = sys.executable
+    gpu = ['--device', '-1'] if dry_run else ['--gpu', '0']
+
+    def sub(name):
+        return os.path.join(out, name)
+
+    toy_size = (['--epoch', '2', '--points', '100', '--test-points', '200',
+                 '--hidden', '8', '--batchsize', '50'] if dry_run else [])
+    sweep_size = (['--dataset', 'bishop', '--mixtures', '1', '3', '--seeds', '1',
+                   '--epochs', '2', '--eval-every', '1', '--train-points', '200',
+                   '--val-points', '100', '--test-points', '200',
+                   '--batchsize', '100', '--hidden', '8'] if dry_run else
+                  ['--dataset', 'bishop', '--mixtures', '1', '5', '12',
+                   '--seeds', '1', '--epochs', '100'])
+    bench_size = (['--batch-sizes', '100', '--repeats', '1', '--epochs', '2',
+                   '--loop-rows', '10', '--sample-rows', '1000'] if dry_run else
+                  ['--batch-sizes'] + BATCHES + ['--repeats', '3',
+                                                 '--epochs', '500'])
+    # The CPU half of the comparison uses every core of that machine.
+    all_cores = {v: str(os.cpu_count() or 1) for v in
+                 ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS')}
+    suite = ['-m', 'gpu'] if dry_run else []
+    return [
+        ('versions', [py, '-c', VERSIONS], 120, {}),
+        ('tests', [py, '-m', 'pytest', '-q', '-p', 'no:cacheprovider'] + suite
+         + [os.path.join(ROOT, 'tests')], 300, {}),
+        ('toy-gpu', [py, 'toy/mdn.py'] + gpu + toy_size + ['--out', sub('toy-gpu')],
+         180, {}),
+        ('toy-cpu', [py, 'toy/mdn.py', '--device', '-1'] + toy_size
+         + ['--out', sub('toy-cpu')], 180, all_cores),
+        ('sweep-gpu', [py, 'experiments/sweep_mixtures.py'] + gpu + sweep_size
+         + ['--jobs', '1', '--out', sub('sweep-gpu')], 240, {}),
+        ('benchmark-gpu', [py, 'experiments/benchmark.py'] + gpu + bench_size
+         + ['--out', sub('benchmark-gpu')], 300, {}),
+        ('benchmark-cpu', [py, 'experiments/benchmark.py', '--device', '-1']
+         + bench_size + ['--out', sub('benchmark-cpu')], 300, all_cores),
+    ]
+
+
+def install(wheels, log):
+    """pip-install the carried wheels into .gpu-site, without the network."""
+    found = sorted(glob.glob(os.path.join(wheels, '*.whl')))
+    if not found:
+        raise SystemExit('gpu_check: error: no .whl files in --wheels {} (copy '
+                         "../shared/gpu-wheels there and add it to 'carry')"
+                         .format(wheels))
+    argv = [sys.executable, '-m', 'pip', 'install', '-q', '--no-index',
+            '--no-deps', '--no-compile', '--no-cache-dir', '--upgrade',
+            '--target', SITE] + found
+    return run_step('install', argv, 300, {}, log)
+
+
+def run_step(name, argv, seconds, env, log):
+    """Run one step with its time limit, its output into log; a summary dict."""
+    shown = ' '.join(os.path.relpath(a, ROOT) if a.startswith(ROOT) else a
+                     for a in argv[1:])
+    print('== {}: {}'.format(name, shown), flush=True)
+    environ = dict(os.environ, **env)
+    environ['PYTHONPATH'] = os.pathsep.join(
+        [SITE, ROOT] + ([environ['PYTHONPATH']] if environ.get('PYTHONPATH')
+                        else []))
+    environ['PYTHONUNBUFFERED'] = '1'
+    start = time.time()
+    with open(log, 'w') as f:
+        try:
+            rc = subprocess.run(argv, cwd=ROOT, env=environ, stdout=f,
+                                stderr=subprocess.STDOUT, timeout=seconds).returncode
+        except subprocess.TimeoutExpired:
+            rc = 'timeout after {} s'.format(seconds)
+    took = round(time.time() - start, 1)
+    status = 'passed' if rc == 0 else 'FAILED'
+    print('   {} in {} s (exit {})'.format(status, took, rc), flush=True)
+    return {'step': name, 'command': shown, 'exit': rc, 'seconds': took,
+            'status': status}
+
+
+def write_summary(out, results, dry_run):
+    with open(os.path.join(out, 'summary.json'), 'w') as f:
+        json.dump({'dry_run': dry_run, 'steps': results}, f, indent=2)
+        f.write('\n')
+    lines = ['# GPU check{}'.format(' (dry run on the CPU: no GPU step ran)'
+                                    if dry_run else ''), '',
+             '| step | status | seconds | command |', '|---|---|---:|---|']
+    lines += ['| {step} | {status} | {seconds} | `{command}` |'.format(**r)
+              for r in results]
+    with open(os.path.join(out, 'summary.md'), 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--out', '-o', default=os.path.join('results', 'gpu'),
+                        help='output folder (default: results/gpu)')
+    parser.add_argument('--wheels', default=None,
+                        help='folder of wheels to install first (on the GPU '
+                             'machine: the carried copy of shared/gpu-wheels)')
+    parser.add_argument('--dry-run', action='store_true',
+                        help='the same steps on the CPU with tiny sizes')
+    args = parser.parse_args(argv)
+    out = os.path.abspath(args.out)
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        parser.exit(2, 'gpu_check: error: --out {}: {}\n'.format(args.out,
+                                                                 e.strerror))
+    results = []
+    if args.wheels:
+        results.append(install(args.wheels, os.path.join(out, 'install.log')))
+    for name, step_argv, seconds, env in steps(out, args.dry_run):
+        if args.dry_run and name.endswith('-gpu'):
+            print('-- {}: dry run, on the CPU with tiny sizes instead of GPU 0'
+                  .format(name))
+        results.append(run_step(name, step_argv, seconds, env,
+                                os.path.join(out, name + '.log')))
+    write_summary(out, results, args.dry_run)
+    failed = [r['step'] for r in results if r['status'] != 'passed']
+    print('{}: {}'.format(os.path.join(args.out, 'summary.md'),
+                          'failed: ' + ', '.join(failed) if failed
+                          else 'every step passed'))
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
