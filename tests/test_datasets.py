@@ -137,3 +137,57 @@ def test_unknown_names_are_refused():
         datasets.limits('nope')
     with pytest.raises(ValueError, match='unknown direction'):
         datasets.generate('bishop', 3, np.random.default_rng(0), 'sideways')
+
+
+@pytest.mark.parametrize('name', datasets.NAMES)
+def test_mixture_floor_of_one_component_is_the_single_gaussian_gap(name):
+    bayes, gaussian = datasets.limits(name, 'inverse')
+    gap = datasets.mixture_floor(name, 1, resolution=12, restarts=1)
+    assert gap == pytest.approx(gaussian - bayes, abs=2e-3)
+
+
+def test_mixture_floor_falls_with_k():
+    gaps = [datasets.mixture_floor('bishop', k, resolution=8, restarts=1,
+                                   iterations=300) for k in (1, 2, 3)]
+    assert gaps[0] > gaps[1] > gaps[2] > 0, gaps
+
+
+def test_mixture_floor_forward():
+    # Gaussian noise is fitted exactly; uniform noise by one Gaussian loses
+    # 0.5 log(2 pi e / 12) - log 1, whatever the width.
+    assert datasets.mixture_floor('otoro', 1, 'forward') == 0.0
+    assert datasets.mixture_floor('bishop', 1, 'forward', restarts=1) == \
+        pytest.approx(0.5 * np.log(2 * np.pi * np.e / 12), abs=1e-4)
+
+
+def test_mixture_kl_matches_scipy_optimisation():
+    """One input, K = 2: EM on the quadrature nodes against scipy's optimiser
+    on the KL integral by the midpoint rule on a dense grid, from three starts."""
+    from scipy import optimize, stats
+    problem = datasets.PROBLEMS['bishop']
+    x = 0.5
+    step = 1 / 20000
+    grid = (np.arange(20000) + 0.5) * step
+    p = problem.likelihood(x, grid)
+    p = p / (p.sum() * step)
+    grid, p = grid[p > 0], p[p > 0]
+
+    def kl(theta):
+        w = 1 / (1 + np.exp(-theta[0]))
+        q = (w * stats.norm.pdf(grid, theta[1], np.exp(theta[3]))
+             + (1 - w) * stats.norm.pdf(grid, theta[2], np.exp(theta[4])))
+        return np.sum(p * (np.log(p) - np.log(q))) * step
+
+    starts = [[0, 0.2, 0.8, np.log(0.1), np.log(0.1)],
+              [1, 0.1, 0.5, np.log(0.05), np.log(0.2)],
+              [-1, 0.4, 0.9, np.log(0.2), np.log(0.05)]]
+    best = min(optimize.minimize(kl, s, method='Nelder-Mead',
+                                 options={'xatol': 1e-7, 'fatol': 1e-10,
+                                          'maxiter': 3000}).fun for s in starts)
+    a, f = problem.joint_nodes(np.array([x]), 64)
+    omega = f / f.sum()
+    log_p = np.log(np.where(f > 0, problem.likelihood(x, a), 1.0)
+                   / ((problem.hi - problem.lo) * f.sum()))
+    em = datasets._mixture_kl(a, omega, log_p, 2, restarts=3, iterations=3000,
+                              seed=0)[0]
+    assert em == pytest.approx(best, abs=1e-3)

@@ -96,9 +96,22 @@ class Problem(object):
         """Points of the x axis between which p(x) is smooth; ends bound its support."""
         raise NotImplementedError
 
+    def joint_nodes(self, x, resolution=DEFAULT_RESOLUTION):
+        """Latent nodes a and weights f, each (M, Q) for x (M,), such that
+        sum_q f g(a) = int g(a) p(x, a) da for smooth g."""
+        raise NotImplementedError
+
     def moments(self, x, resolution=DEFAULT_RESOLUTION):
         """int a^j p(x, a) da for j = 0, 1, 2: (3, M) for x (M,); row 0 is p(x)."""
-        raise NotImplementedError
+        x = np.asarray(x, dtype=float)
+        flat = x.ravel()
+        m = np.empty((3, flat.size))
+        # Blocks of x bound the (M, Q) node arrays of the wide latent grids.
+        for start in range(0, flat.size, 256):
+            a, f = self.joint_nodes(flat[start:start + 256], resolution)
+            m[:, start:start + 256] = [f.sum(-1), (f * a).sum(-1),
+                                       (f * a * a).sum(-1)]
+        return m.reshape((3,) + x.shape)
 
     def noise_entropy(self, resolution=DEFAULT_RESOLUTION):
         """(H(x | a), E_a[0.5 log(2 pi e Var(x | a))]): the forward limits."""
@@ -156,10 +169,10 @@ class UniformNoise(Problem):
         # make empty pieces.
         return x[np.concatenate([[True], np.diff(x) > 1e-12])]
 
-    def moments(self, x, resolution=DEFAULT_RESOLUTION):
+    def joint_nodes(self, x, resolution=DEFAULT_RESOLUTION):
         x = np.asarray(x, dtype=float)
         u, w = _unit_nodes(resolution)
-        m = np.zeros((3,) + x.shape)
+        nodes, weights = [], []
         a_breaks = self.a_breaks()
         for a0, a1 in zip(a_breaks[:-1], a_breaks[1:]):
             middle = (a0 + a1) / 2
@@ -175,9 +188,9 @@ class UniformNoise(Problem):
                               a1 if rising_upper else r_upper)
             length = np.maximum(beta - alpha, 0.0)[..., None]
             a = alpha[..., None] + length * u
-            f = w * length / self.width(a)
-            m += np.stack([f.sum(-1), (f * a).sum(-1), (f * a * a).sum(-1)])
-        return m / (self.hi - self.lo)
+            nodes.append(a)
+            weights.append(w * length / self.width(a) / (self.hi - self.lo))
+        return np.concatenate(nodes, axis=-1), np.concatenate(weights, axis=-1)
 
     def noise_entropy(self, resolution=DEFAULT_RESOLUTION):
         a, w = _piecewise_nodes(self.a_breaks(), resolution)
@@ -212,16 +225,12 @@ class NormalNoise(Problem):
         return self._pieces(mean.min() - self.x_margin * self.sigma,
                             mean.max() + self.x_margin * self.sigma, self.x_step)
 
-    def moments(self, x, resolution=DEFAULT_RESOLUTION):
-        x = np.asarray(x, dtype=float)
+    def joint_nodes(self, x, resolution=DEFAULT_RESOLUTION):
+        x = np.asarray(x, dtype=float)[:, None]
         a, w = _piecewise_nodes(self._pieces(self.lo, self.hi, self.a_step),
                                 resolution)
-        flat = x.ravel()
-        m = np.empty((3, flat.size))
-        for start in range(0, flat.size, 256):
-            f = w * self.likelihood(flat[start:start + 256, None], a)
-            m[:, start:start + 256] = [f.sum(-1), f @ a, f @ (a * a)]
-        return m.reshape((3,) + x.shape) / (self.hi - self.lo)
+        f = w * self.likelihood(x, a) / (self.hi - self.lo)
+        return np.broadcast_to(a, f.shape), f
 
     def noise_entropy(self, resolution=DEFAULT_RESOLUTION):
         h = 0.5 * LOG_2PI_E + np.log(self.sigma)
@@ -348,6 +357,106 @@ def bayes_limit(name, direction='inverse', resolution=DEFAULT_RESOLUTION):
 def gaussian_limit(name, direction='inverse', resolution=DEFAULT_RESOLUTION):
     """E[0.5 log(2 pi e Var(target | input))]: the floor of a single Gaussian."""
     return limits(name, direction, resolution)[1]
+
+
+def mixture_floor(name, k, direction='inverse', resolution=16, restarts=3,
+                  iterations=2000, seed=0):
+    """The lowest gap to the Bayes limit of any K-component Gaussian mixture.
+
+    E_input[min_q KL(p(target | input) || q)] in nats per point, the minimum
+    over 1-D mixtures q of k Gaussians taken separately for each input: what
+    a perfect network with k components would still lose. k = 1 gives the
+    single-Gaussian limit's gap. For each input on a Gauss-Legendre grid
+    (`resolution` nodes per piece), q is fitted to the true conditional
+    density by EM on its quadrature nodes, weighted by the density, from
+    `restarts` starts (k quantiles of the density, then random quantile
+    levels); the best start is kept. The intervals of a uniform-noise
+    problem get at least 4k nodes each, so that every component spans several.
+    The result is an upper bound on the floor (EM finds a local optimum),
+    tight in practice: restarts change it by about 1e-3.
+    """
+    problem = _problem(name, direction)
+    # Uniform noise cuts the density into intervals with hard edges, each
+    # a piece of its own; the Gaussian-noise pieces are fixed and narrow.
+    nodes = max(resolution, 4 * k) if isinstance(problem, UniformNoise) else resolution
+    if direction == 'forward':
+        if isinstance(problem, NormalNoise):
+            return 0.0
+        # Uniform noise: KL is invariant to the noise width, so one U(0, 1)
+        # stands for every latent.
+        a, w = _piecewise_nodes(np.array([0.0, 1.0]), nodes)
+        return float(_mixture_kl(a[None], w[None], np.zeros((1, a.size)), k,
+                                 restarts, iterations, seed)[0])
+    x, w_x = _piecewise_nodes(problem.x_breaks(), resolution,
+                              smooth_ends=problem.smooth_ends)
+    gap = 0.0
+    for start in range(0, x.size, 64):
+        xs = x[start:start + 64]
+        a, f = problem.joint_nodes(xs, nodes)
+        p_x = f.sum(-1)
+        inside = p_x > 0
+        xs, a, f, p_x = xs[inside], a[inside], f[inside], p_x[inside]
+        # Nodes that carry no weight in this block only cost time.
+        carried = (f > 1e-14 * p_x[:, None]).any(0)
+        a, f = a[:, carried], f[:, carried]
+        omega = f / p_x[:, None]
+        with np.errstate(divide='ignore'):
+            # p(a | x) = p(x | a) p(a) / p(x), at the nodes.
+            log_p = np.log(problem.likelihood(xs[:, None], a)
+                           / ((problem.hi - problem.lo) * p_x[:, None]))
+        kl = _mixture_kl(a, omega, log_p, k, restarts, iterations, seed)
+        gap += np.sum(w_x[start:start + 64][inside] * p_x * kl)
+    return float(gap)
+
+
+def _mixture_kl(a, omega, log_p, k, restarts, iterations, seed, tol=1e-10):
+    """min over k-Gaussian mixtures q of sum omega (log_p - log q(a)), per row.
+
+    a, omega (weights summing to one per row) and log_p (the density at a)
+    are (M, Q). Weighted EM, vectorised over rows; returns (M,).
+    """
+    rng = np.random.default_rng(seed)
+    order = np.argsort(a, axis=-1)
+    a_sorted = np.take_along_axis(a, order, -1)
+    cdf = np.cumsum(np.take_along_axis(omega, order, -1), axis=-1)
+    mean = np.sum(omega * a, -1, keepdims=True)
+    spread = np.sqrt(np.sum(omega * (a - mean) ** 2, -1, keepdims=True))
+    # A component narrower than the nodes' spacing could sit on one node and
+    # drive the weighted sum, not the integral, to -inf: floor sigma at half
+    # the median spacing of the nodes that carry weight.
+    step = np.diff(a_sorted, axis=-1)
+    carried = (np.take_along_axis(omega, order, -1)[:, 1:] > 0) & (step > 0)
+    floor = np.array([(np.median(s[c]) / 2) ** 2 if c.any() else 0.0
+                      for s, c in zip(step, carried)])[:, None]
+    entropy = -np.sum(omega * np.where(omega > 0, log_p, 0), -1)
+    best = np.full(len(a), np.inf)
+    for r in range(restarts):
+        levels = ((np.arange(k) + 0.5) / k if r == 0
+                  else np.sort(rng.uniform(0, 1, k)))
+        index = np.minimum([np.searchsorted(c, levels) for c in cdf],
+                           a.shape[-1] - 1)
+        mu = np.take_along_axis(a_sorted, index, -1)
+        var = np.broadcast_to((spread / k) ** 2 + floor, mu.shape)
+        log_pi = np.full(mu.shape, -np.log(k))
+        previous = np.full(len(a), np.inf)
+        for _ in range(iterations):
+            log_joint = log_pi[:, None, :] - 0.5 * (
+                np.log(2 * np.pi * var)[:, None, :]
+                + (a[:, :, None] - mu[:, None, :]) ** 2 / var[:, None, :])
+            top = log_joint.max(-1, keepdims=True)
+            log_q = top[..., 0] + np.log(np.exp(log_joint - top).sum(-1))
+            cross = -np.sum(omega * log_q, -1)
+            if np.all(previous - cross < tol):
+                break
+            previous = cross
+            weight = omega[:, :, None] * np.exp(log_joint - log_q[:, :, None])
+            n_k = weight.sum(1) + 1e-300
+            mu = np.einsum('mqk,mq->mk', weight, a) / n_k
+            var = np.einsum('mqk,mqk->mk', weight,
+                            (a[:, :, None] - mu[:, None, :]) ** 2) / n_k + floor
+            log_pi = np.log(n_k)
+        best = np.minimum(best, cross - entropy)
+    return best
 
 
 def conditional_density(name, direction, inputs, targets,
