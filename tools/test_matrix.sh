@@ -66,7 +66,7 @@ for combo in "${combos[@]}"; do
     name="$("$interpreter" -c 'import platform; print("Python", platform.python_version())'), $(numpy_name "$numpy")"
     say "$name ($interpreter)"
     SECONDS=0
-    if ! make -q venv PYTHON="$interpreter" NUMPY="$numpy" &&
+    if ! make --no-print-directory -q venv PYTHON="$interpreter" NUMPY="$numpy" &&
         ! make --no-print-directory venv PYTHON="$interpreter" NUMPY="$numpy"; then
         summary+=("$name: set-up FAILED after ${SECONDS} s")
         failed=1
