@@ -13,8 +13,8 @@ say() { echo "make test: $*"; }
 
 numpy_name() { [[ $1 == 1 ]] && echo "NumPy 1.26" || echo "NumPy 2.x"; }
 
-# The combinations to run, "interpreter numpy" (1 or 2), and those skipped.
-combos=() skipped=() missing=()
+# The combinations to run, "interpreter numpy" (1 or 2), and the interpreters not found.
+combos=() missing=()
 if [[ -n ${ONLY_PYTHON:-} ]]; then
     version=$("$ONLY_PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null) ||
         { say "PYTHON=$ONLY_PYTHON does not run"; exit 2; }
@@ -48,7 +48,6 @@ if ((${#missing[@]})); then
         say "${missing[*]} not found (through pyenv or on PATH); CI tests Python $PYTHON_VERSIONS"
         exit 1
     fi
-    skipped+=("${missing[*]} (not found through pyenv or on PATH)")
 fi
 if ((${#combos[@]} == 0)); then
     say "no supported Python found (through pyenv or on PATH); supported: $PYTHON_VERSIONS"
@@ -87,7 +86,7 @@ done
 
 echo
 printf '%s\n' "${summary[@]}"
-((${#skipped[@]})) && say "skipped ${skipped[*]}"
+((${#missing[@]})) && say "skipped ${missing[*]}: not found through pyenv or on PATH"
 # One closing line over all combinations (errors counted as failures).
 echo "total: $passed_total passed, $failed_total failed, $skipped_total skipped"
 exit $failed
