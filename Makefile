@@ -38,6 +38,7 @@ VENV := .venv-$(word 1,$(PYID))-numpy$(NUMPY)
 STAMP := $(VENV)/.installed
 
 .PHONY: setup venv toy test test-venv benchmark FORCE
+.DEFAULT_GOAL := setup
 
 # A stamp left by another interpreter (or none) is out of date whatever its time.
 ifneq ($(shell cat $(STAMP) 2>/dev/null),$(PYID))
