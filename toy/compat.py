@@ -1,8 +1,21 @@
 """Make Chainer 7.8.1, the final release, import and run on NumPy 2 and Python >= 3.12.
 
 `import toy` imports this module before anything imports chainer. Each patch is
-a no-op on a stack that does not need it, so the same code runs on NumPy 1.26
-and 2.x, and on Python 3.11 and 3.12.
+a no-op on a stack that does not need it, so the same code runs on every tested
+combination: Python 3.11 and 3.12 with NumPy 1.26 and 2.x, Python 3.13 with
+NumPy 2.x (`make test`). What each patch is for, and where it acts:
+
+- CHAINER_WARN_VERSION_MISMATCH: any Python and NumPy, with CuPy 13 or 14.
+- the pkg_resources warning filter: wherever setuptools warns that
+  pkg_resources is deprecated, as 81 does (it must stay < 82 for Chainer): in
+  `make`'s venvs on Python >= 3.12, which install setuptools 81; those on 3.11
+  keep the setuptools 65 that venv bundles there, which does not warn.
+- `numpy.sctypes`: NumPy 2.x, any Python (NumPy 2.0 removed it).
+- `numpy.distutils`: Python >= 3.12, either NumPy, where it does not exist
+  (stand-in module); on Python 3.11 it exists and is imported once, quietly.
+- `Categorical.log_prob`: NumPy 2.x, any Python (`meshgrid` returns a tuple).
+
+Python 3.13 needs nothing beyond what 3.12 needs.
 """
 import importlib.util
 import os
