@@ -37,7 +37,7 @@ PYID := $(shell $(PYTHON) -c 'import os, sys; print("%d.%d" % sys.version_info[:
 VENV := .venv-$(word 1,$(PYID))-numpy$(NUMPY)
 STAMP := $(VENV)/.installed
 
-.PHONY: setup venv toy test test-venv benchmark FORCE
+.PHONY: setup venv toy test test-venv benchmark gpu-check FORCE
 .DEFAULT_GOAL := setup
 
 # A stamp left by another interpreter (or none) is out of date whatever its time.
@@ -79,3 +79,9 @@ test:
 # One combination, in its venv (called by tools/test_matrix.sh).
 test-venv: $(STAMP)
 	$(VENV)/bin/python -m pytest -q tests $(ARGS)
+
+# The GPU verification in one command, on the lent GPU machine (README, "GPU"): installs the
+# carried wheels (.gpu-wheels/, a copy of ../shared/gpu-wheels) and writes results/gpu/.
+# ARGS=--dry-run runs the same steps here on the CPU with tiny sizes.
+gpu-check:
+	$(PYTHON) experiments/gpu_check.py $(if $(findstring --dry-run,$(ARGS)),,--wheels .gpu-wheels) $(ARGS)

@@ -59,6 +59,10 @@ except OSError:
 print(json.dumps(found, indent=2, sort_keys=True))
 '''
 
+#: The steps, in running order (see `steps`).
+STEPS = ('versions', 'tests', 'toy-gpu', 'toy-cpu', 'sweep-gpu', 'benchmark-gpu',
+         'benchmark-cpu')
+
 #: Benchmark batch sizes on the GPU machine, up to 2**20.
 BATCHES = ['100', '1000', '10000', '100000', '1048576']
 
@@ -167,7 +171,14 @@ def main(argv=None):
                              'machine: the carried copy of shared/gpu-wheels)')
     parser.add_argument('--dry-run', action='store_true',
                         help='the same steps on the CPU with tiny sizes')
+    parser.add_argument('--only', nargs='+', metavar='STEP', default=None,
+                        help='run only these steps (a rerun of what failed): '
+                             '{}'.format(' '.join(STEPS)))
     args = parser.parse_args(argv)
+    unknown = set(args.only or ()) - set(STEPS)
+    if unknown:
+        parser.error('unknown step(s) {}: choose from {}'.format(
+            ' '.join(sorted(unknown)), ' '.join(STEPS)))
     out = os.path.abspath(args.out)
     try:
         os.makedirs(out, exist_ok=True)
@@ -178,6 +189,8 @@ def main(argv=None):
     if args.wheels:
         results.append(install(args.wheels, os.path.join(out, 'install.log')))
     for name, step_argv, seconds, env in steps(out, args.dry_run):
+        if args.only and name not in args.only:
+            continue
         if args.dry_run and name.endswith('-gpu'):
             print('-- {}: dry run, on the CPU with tiny sizes instead of GPU 0'
                   .format(name))

@@ -1,4 +1,5 @@
 """experiments/gpu_check.py --dry-run: the prepared GPU check works before a GPU is lent."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -6,6 +7,9 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, 'experiments', 'gpu_check.py')
+spec = importlib.util.spec_from_file_location('gpu_check', SCRIPT)
+gpu_check = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(gpu_check)
 
 
 def test_dry_run_runs_every_step_on_the_cpu(tmp_path):
@@ -18,6 +22,7 @@ def test_dry_run_runs_every_step_on_the_cpu(tmp_path):
     names = [s['step'] for s in summary['steps']]
     assert names == ['versions', 'tests', 'toy-gpu', 'toy-cpu', 'sweep-gpu',
                      'benchmark-gpu', 'benchmark-cpu']
+    assert tuple(names) == gpu_check.STEPS
     assert all(s['status'] == 'passed' for s in summary['steps']), summary
     # Each GPU step says that it ran on the CPU instead, and really ran there.
     for name in ('toy-gpu', 'sweep-gpu', 'benchmark-gpu'):
@@ -42,3 +47,16 @@ def test_missing_wheels_is_one_line(tmp_path):
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert proc.returncode != 0
     assert proc.stderr.strip().count('\n') == 0 and 'no .whl files' in proc.stderr
+
+
+def test_only_reruns_the_named_steps(tmp_path):
+    out = tmp_path / 'gpu'
+    proc = subprocess.run([sys.executable, SCRIPT, '--dry-run', '--only', 'versions',
+                           '--out', str(out)], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = json.loads((out / 'summary.json').read_text())
+    assert [s['step'] for s in summary['steps']] == ['versions']
+    bad = subprocess.run([sys.executable, SCRIPT, '--only', 'nope', '--out', str(out)],
+                         capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert bad.returncode == 2 and "unknown step(s) nope" in bad.stderr
