@@ -13,7 +13,8 @@ time limit, carrying on after a failure:
 3. the published run, `python toy/mdn.py --gpu 0`, and the same on the CPU;
 4. a reduced mixture-count sweep with `--gpu 0`;
 5. `experiments/benchmark.py` on GPU 0 with batches up to 1,048,576, and the
-   same machine's CPU beside it.
+   same machine's CPU beside it;
+6. `experiments/profile_step.py` on GPU 0: where a step's time goes.
 
 Everything goes into `--out` (default results/gpu/): each step's output in
 `<step>.log`, the outputs of the runs in sub-folders, and `summary.json` /
@@ -61,7 +62,7 @@ print(json.dumps(found, indent=2, sort_keys=True))
 
 #: The steps, in running order (see `steps`).
 STEPS = ('versions', 'tests', 'toy-gpu', 'toy-cpu', 'sweep-gpu', 'benchmark-gpu',
-         'benchmark-cpu')
+         'benchmark-cpu', 'profile-gpu')
 
 #: Benchmark batch sizes on the GPU machine, up to 2**20.
 BATCHES = ['100', '1000', '10000', '100000', '1048576']
@@ -109,6 +110,9 @@ def steps(out, dry_run):
          + ['--out', sub('benchmark-gpu')], 300, {}),
         ('benchmark-cpu', [py, 'experiments/benchmark.py', '--device', '-1']
          + bench_size + ['--out', sub('benchmark-cpu')], 300, all_cores),
+        ('profile-gpu', [py, 'experiments/profile_step.py'] + gpu
+         + (['--batch-sizes', '100', '--steps', '1'] if dry_run else
+            ['--batch-sizes'] + BATCHES) + ['--out', sub('profile-gpu')], 180, {}),
     ]
 
 

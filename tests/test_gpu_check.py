@@ -5,6 +5,9 @@ import os
 import subprocess
 import sys
 
+import toy  # noqa: F401
+from chainer.backends import cuda
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, 'experiments', 'gpu_check.py')
 spec = importlib.util.spec_from_file_location('gpu_check', SCRIPT)
@@ -21,11 +24,11 @@ def test_dry_run_runs_every_step_on_the_cpu(tmp_path):
     assert summary['dry_run'] is True
     names = [s['step'] for s in summary['steps']]
     assert names == ['versions', 'tests', 'toy-gpu', 'toy-cpu', 'sweep-gpu',
-                     'benchmark-gpu', 'benchmark-cpu']
+                     'benchmark-gpu', 'benchmark-cpu', 'profile-gpu']
     assert tuple(names) == gpu_check.STEPS
     assert all(s['status'] == 'passed' for s in summary['steps']), summary
     # Each GPU step says that it ran on the CPU instead, and really ran there.
-    for name in ('toy-gpu', 'sweep-gpu', 'benchmark-gpu'):
+    for name in ('toy-gpu', 'sweep-gpu', 'benchmark-gpu', 'profile-gpu'):
         assert '-- {}: dry run, on the CPU'.format(name) in proc.stdout
         assert '--device -1' in next(s for s in summary['steps']
                                      if s['step'] == name)['command']
@@ -36,8 +39,11 @@ def test_dry_run_runs_every_step_on_the_cpu(tmp_path):
     # points per second of a whole step = batch / seconds per step
     assert bench['throughput']['100'] == \
         100 / bench['steps']['100']['c_fused']['median']
+    profile = json.loads((out / 'profile-gpu' / 'profile.json').read_text())
+    assert set(profile['phases']['100']) == {'hidden', 'head', 'loss', 'backward',
+                                             'update'}
     versions = json.loads((out / 'versions.log').read_text())
-    assert versions['cuda_available'] is False and 'numpy' in versions
+    assert versions['cuda_available'] is cuda.available and 'numpy' in versions
     assert 'dry run' in (out / 'summary.md').read_text()
 
 

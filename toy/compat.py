@@ -6,6 +6,8 @@ combination: Python 3.11 and 3.12 with NumPy 1.26 and 2.x, Python 3.13 with
 NumPy 2.x (`make test`). What each patch is for, and where it acts:
 
 - CHAINER_WARN_VERSION_MISMATCH: any Python and NumPy, with CuPy 13 or 14.
+- CHAINER_CUDNN=0: with a CuPy that has no cuDNN (cupy-cuda13x on the H100
+  machine this was run on), where Chainer would warn on every GPU run.
 - the pkg_resources warning filter: wherever setuptools warns that
   pkg_resources is deprecated, as 81 does (it must stay < 82 for Chainer): in
   `make`'s venvs on Python >= 3.12, which install setuptools 81; those on 3.11
@@ -28,6 +30,11 @@ import numpy
 # Chainer compares CuPy against the 7.x series it was released with and warns
 # on every import; CuPy 13 and 14 work with it, so the warning is noise.
 os.environ.setdefault('CHAINER_WARN_VERSION_MISMATCH', '0')
+
+# No function an MDN uses calls cuDNN (Linear is cuBLAS, the rest CuPy's own
+# kernels), but Chainer warns, in three lines on stderr, on every GPU run
+# where CuPy lacks it. Set CHAINER_CUDNN=1 to see the warning again.
+os.environ.setdefault('CHAINER_CUDNN', '0')
 
 # setuptools < 82 (pinned because chainer imports pkg_resources) warns that
 # pkg_resources is deprecated each time chainer starts.
