@@ -29,6 +29,7 @@ import argparse
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -78,7 +79,10 @@ def steps(out, dry_run):
     gpu = ['--device', '-1'] if dry_run else ['--gpu', '0']
 
     def sub(name):
-        return os.path.join(out, name)
+        # Relative where it can be, so that the commands the runs record
+        # name no folder of the machine they ran on.
+        rel = os.path.relpath(out, ROOT)
+        return os.path.join(out if rel.startswith(os.pardir) else rel, name)
 
     toy_size = (['--epoch', '2', '--points', '100', '--test-points', '200',
                  '--hidden', '8', '--batchsize', '50'] if dry_run else [])
@@ -131,7 +135,8 @@ def install(wheels, log):
 
 def run_step(name, argv, seconds, env, log):
     """Run one step with its time limit, its output into log; a summary dict."""
-    shown = ' '.join(os.path.relpath(a, ROOT) if a.startswith(ROOT) else a
+    shown = ' '.join('<script>' if '\n' in a else
+                     os.path.relpath(a, ROOT) if a.startswith(ROOT) else a
                      for a in argv[1:])
     print('== {}: {}'.format(name, shown), flush=True)
     environ = dict(os.environ, **env)
@@ -146,11 +151,28 @@ def run_step(name, argv, seconds, env, log):
                                 stderr=subprocess.STDOUT, timeout=seconds).returncode
         except subprocess.TimeoutExpired:
             rc = 'timeout after {} s'.format(seconds)
+    # Tracebacks and warnings name files by absolute path: keep the logs
+    # relative to the repository, like everything else that gets committed.
+    with open(log) as f:
+        text = f.read()
+    with open(log, 'w') as f:
+        f.write(text.replace(ROOT + os.sep, ''))
     took = round(time.time() - start, 1)
     status = 'passed' if rc == 0 else 'FAILED'
     print('   {} in {} s (exit {})'.format(status, took, rc), flush=True)
     return {'step': name, 'command': shown, 'exit': rc, 'seconds': took,
-            'status': status}
+            'status': status,
+            'finished': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}
+
+
+def earlier_steps(out, rerun):
+    """The steps of the summary already in `out` that this run does not redo."""
+    try:
+        with open(os.path.join(out, 'summary.json')) as f:
+            steps = json.load(f)['steps']
+    except (OSError, ValueError, KeyError):
+        return []
+    return [s for s in steps if s.get('step') not in rerun]
 
 
 def write_summary(out, results, dry_run):
@@ -159,9 +181,10 @@ def write_summary(out, results, dry_run):
         f.write('\n')
     lines = ['# GPU check{}'.format(' (dry run on the CPU: no GPU step ran)'
                                     if dry_run else ''), '',
-             '| step | status | seconds | command |', '|---|---|---:|---|']
-    lines += ['| {step} | {status} | {seconds} | `{command}` |'.format(**r)
-              for r in results]
+             '| step | status | seconds | finished | command |',
+             '|---|---|---:|---|---|']
+    lines += ['| {step} | {status} | {seconds} | {finished} | `{command}` |'
+              .format(**dict({'finished': ''}, **r)) for r in results]
     with open(os.path.join(out, 'summary.md'), 'w') as f:
         f.write('\n'.join(lines) + '\n')
 
@@ -189,7 +212,8 @@ def main(argv=None):
     except OSError as e:
         parser.exit(2, 'gpu_check: error: --out {}: {}\n'.format(args.out,
                                                                  e.strerror))
-    results = []
+    # A rerun of some steps keeps the others' results from the last run.
+    results = earlier_steps(out, set(args.only)) if args.only else []
     if args.wheels:
         results.append(install(args.wheels, os.path.join(out, 'install.log')))
     for name, step_argv, seconds, env in steps(out, args.dry_run):
@@ -198,8 +222,11 @@ def main(argv=None):
         if args.dry_run and name.endswith('-gpu'):
             print('-- {}: dry run, on the CPU with tiny sizes instead of GPU 0'
                   .format(name))
+        # A step's folder holds that run's outputs only, also on a rerun.
+        shutil.rmtree(os.path.join(out, name), ignore_errors=True)
         results.append(run_step(name, step_argv, seconds, env,
                                 os.path.join(out, name + '.log')))
+    results.sort(key=lambda r: (('install',) + STEPS).index(r['step']))
     write_summary(out, results, args.dry_run)
     failed = [r['step'] for r in results if r['status'] != 'passed']
     print('{}: {}'.format(os.path.join(args.out, 'summary.md'),

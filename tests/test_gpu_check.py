@@ -63,6 +63,13 @@ def test_only_reruns_the_named_steps(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = json.loads((out / 'summary.json').read_text())
     assert [s['step'] for s in summary['steps']] == ['versions']
+    # A rerun of one step keeps the other steps of the summary.
+    proc = subprocess.run([sys.executable, SCRIPT, '--dry-run', '--only', 'toy-cpu',
+                           '--out', str(out)], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = json.loads((out / 'summary.json').read_text())
+    assert [s['step'] for s in summary['steps']] == ['versions', 'toy-cpu']
     bad = subprocess.run([sys.executable, SCRIPT, '--only', 'nope', '--out', str(out)],
                          capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert bad.returncode == 2 and "unknown step(s) nope" in bad.stderr
