@@ -101,3 +101,93 @@ def density_image(ax, x_grid, t_grid, density, xlabel, ylabel, title,
 def density_contours(ax, x_grid, t_grid, density, levels=8, **kwargs):
     """Contours of p(t | x) (len(x_grid), len(t_grid)) over x, t."""
     return ax.contour(x_grid, t_grid, density.T, levels=levels, **kwargs)
+
+
+def nll_against_k(path, panels):
+    """The sweep's summary figure, one panel per problem: held-out NLL against K.
+
+    panels: (title, ks, nll, bayes, gaussian) per problem, with nll a list
+    (one per K) of arrays over seeds, and the two limits in nats per point.
+    """
+    fig, axes = subplots(1, len(panels), width=4.2, height=3.4)
+    for ax, (title, ks, nll, bayes, gaussian) in zip(axes[0], panels):
+        ax.errorbar(ks, [v.mean() for v in nll], yerr=[v.std() for v in nll],
+                    fmt='o-', capsize=3, label='MDN (mean ± std over seeds)')
+        ax.axhline(bayes, color='k', ls='--', label='Bayes limit')
+        ax.axhline(gaussian, color='tab:orange', ls=':',
+                   label='single-Gaussian limit')
+        ax.set(xscale='log', xlabel='mixture components K',
+               ylabel='held-out NLL (nats per point)', title=title)
+        ax.set_xticks(ks)
+        ax.set_xticklabels([str(k) for k in ks])
+        ax.minorticks_off()
+    axes[0][0].legend(fontsize=8)
+    save(fig, path)
+
+
+def samples_grid(path, title, x, t, x_grid, panels, x_label, t_label, cols=5):
+    """MDN samples over the data (x, t), one panel per model.
+
+    panels: (panel title, samples (len(x_grid), S, 1)) per model.
+    """
+    cols = min(cols, len(panels))
+    fig, axes = subplots(-(-len(panels) // cols), cols, width=3.0, height=2.6,
+                         sharex=True, sharey=True)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (panel, samples) in zip(axes.flat, panels):
+        scatter_data(ax, x, t)
+        scatter_samples(ax, x_grid, samples)
+        ax.set_title(panel)
+    for ax in axes[-1]:
+        ax.set_xlabel(x_label)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(t_label)
+    fig.suptitle(title)
+    save(fig, path)
+
+
+def mixture_against_truth(path, title, x, t, x_grid, t_grid, mixture, true,
+                          x_label, t_label):
+    """Two rows: pi_k, mu_k, sigma_k of one model over x_grid (N,); its density
+    p(t|x) as a heat map beside the true one (N, T), and three slices of both.
+
+    mixture: (logits (N, K), mu (N, K, 1), ln_var (N, K, 1)) in original units.
+    """
+    logits, mu, ln_var = mixture
+    t_name, x_name = t_label.split()[0], x_label.split()[0]
+    fig, axes = subplots(2, 3, width=4.0, height=3.2)
+    mixture_panels(axes[0], x_grid, logits, mu, ln_var, x_label, t_label, x=x, t=t)
+    learned = mixture_density(logits, mu, ln_var, t_grid)
+    vmax = np.percentile(true, 99)
+    density_image(axes[1][0], x_grid, t_grid, learned, x_label, t_label,
+                  'learned p({}|{})'.format(t_name, x_name), vmax=vmax)
+    density_image(axes[1][1], x_grid, t_grid, true, x_label, t_label,
+                  'true p({}|{})'.format(t_name, x_name), vmax=vmax)
+    ax = axes[1][2]
+    for i, colour in zip(np.linspace(0.2, 0.8, 3) * (len(x_grid) - 1),
+                         ('tab:blue', 'tab:green', 'tab:purple')):
+        i = int(i)
+        ax.plot(t_grid, true[i], color=colour, ls='--')
+        ax.plot(t_grid, learned[i], color=colour,
+                label='{} = {:.2f}'.format(x_name, x_grid[i]))
+    ax.set(xlabel=t_label, ylabel='density',
+           title='slices: learned (solid), true (dashed)')
+    ax.legend(fontsize=8)
+    fig.suptitle(title)
+    save(fig, path)
+
+
+def fit_against_samples(path, title, x, t, x_grid, samples, fit, x_label,
+                        t_label, sample_label):
+    """The data, MDN samples (len(x_grid), S, 1) and, unless None, a
+    least-squares fit (len(x_grid), 1) over x_grid."""
+    fig, axes = subplots(1, 1, width=6.0, height=4.2)
+    ax = axes[0][0]
+    scatter_data(ax, x, t)
+    scatter_samples(ax, x_grid, samples, label=sample_label)
+    if fit is not None:
+        ax.plot(x_grid, fit, 'b-', lw=2, label='least-squares fit')
+    ax.set(xlabel=x_label, ylabel=t_label, title=title)
+    ax.legend(loc='best', fontsize=8, markerscale=3)
+    save(fig, path)
