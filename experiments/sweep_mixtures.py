@@ -1,26 +1,19 @@
 """Compare mixture counts K: held-out NLL against the exact Bayes limit.
 
-For each dataset, K and seed, trains an MDN (toy.mdn.MDN) on fixed
-train/validation/test splits, keeps the parameters of the evaluation with the
-best validation NLL, and scores the test NLL in the target's original units
-against datasets.bayes_limit (the lowest achievable) and
-datasets.gaussian_limit (the lowest for a single Gaussian, K = 1). A
-least-squares baseline (toy.mdn.LeastSquares) is trained per dataset and seed.
-
-The grid lives in an Optuna study (toy.sweep): by default an SQLite file in
-the output folder; with --storage, any database Optuna takes, so several
-machines running the same command share the work. Each point is trained once;
-a rerun resumes. results.csv, summary.md and the figures are exported from
-the study at the end of every invocation (--report-only: only that).
+For each dataset, K and seed, trains an MDN on fixed train/validation/test
+splits, keeps the parameters with the best validation NLL, and scores the test
+NLL in the target's original units against datasets.limits: the Bayes limit
+(the lowest achievable) and the single-Gaussian limit (the lowest for K = 1),
+beside a least-squares baseline. The grid lives in an Optuna study (toy.sweep):
+an SQLite file in --out, or any --storage, shared by every machine that runs
+the same command; each point is trained once and a rerun resumes. results.csv,
+summary.md and the figures are exported from the study at the end.
 
     python experiments/sweep_mixtures.py                       # the full sweep
     python experiments/sweep_mixtures.py --dataset bishop --seeds 1 --mixtures 1 5
     python experiments/sweep_mixtures.py --storage postgresql://me@db-host/sweep
 """
-import csv
 import functools
-import hashlib
-import json
 import os
 import sys
 import zlib
@@ -41,6 +34,7 @@ FIELDS = ['dataset', 'direction', 'model', 'k', 'seed', 'config',
 CONFIG_KEYS = ('hidden', 'activation', 'epochs', 'batchsize', 'lr', 'lr_final',
                'train_points', 'val_points', 'test_points', 'eval_every')
 KEY = ('dataset', 'direction', 'model', 'k', 'seed', 'config')
+MAX_RUNS = 100000
 #: Stored with the study: a study made by another version is refused.
 STUDY, META = 'mixture-sweep', {'script': 'sweep_mixtures', 'version': 2,
                                 'key': list(KEY), 'config': list(CONFIG_KEYS)}
@@ -53,65 +47,60 @@ def parse_args(argv=None):
                    choices=datasets.NAMES + ('all',),
                    help='{} or all (default: all)'.format(', '.join(datasets.NAMES)))
     p.add_argument('--mixtures', '-k', nargs='+', type=cli.positive,
-                   default=DEFAULT_MIXTURES, metavar='K',
-                   help='mixture counts (default: %(default)s)')
-    p.add_argument('--seeds', type=cli.positive, default=5,
-                   help='seeds 0 .. SEEDS-1 per dataset and K (default: 5)')
+                   default=DEFAULT_MIXTURES, metavar='K', help='mixture counts')
     p.add_argument('--direction', choices=datasets.DIRECTIONS, default='inverse',
                    help='inverse (multi-valued, the published problems) or forward')
-    p.add_argument('--hidden', type=cli.positive, default=32, help='hidden units (32)')
     p.add_argument('--activation', choices=sorted(mdn.ACTIVATIONS), default='tanh')
-    p.add_argument('--epochs', '-e', type=cli.positive, default=400, help='(400)')
-    p.add_argument('--batchsize', '-b', type=cli.positive, default=500, help='(500)')
-    p.add_argument('--lr', type=positive_float, default=3e-2,
-                   help='initial Adam step size (0.03)')
-    p.add_argument('--lr-final', type=positive_float, default=1e-4,
-                   help='final step size, reached by geometric decay (0.0001)')
-    p.add_argument('--train-points', type=cli.positive, default=20000, help='(20000)')
-    p.add_argument('--val-points', type=cli.positive, default=5000,
-                   help='validation points, for model selection (5000)')
-    p.add_argument('--test-points', type=cli.positive, default=10000, help='(10000)')
-    p.add_argument('--eval-every', type=cli.positive, default=5,
-                   help='validate every this many epochs (5)')
+    for flag, kind, default, text in (
+            ('--seeds', cli.positive, 5, 'seeds 0 .. SEEDS-1 per dataset and K'),
+            ('--hidden', cli.positive, 32, 'hidden units'),
+            ('--epochs -e', cli.positive, 400, 'passes over the training set'),
+            ('--batchsize -b', cli.positive, 500, 'minibatch size'),
+            ('--lr', positive_float, 3e-2, 'initial Adam step size'),
+            ('--lr-final', positive_float, 1e-4, 'final step size (geometric decay)'),
+            ('--train-points', cli.positive, 20000, 'training points'),
+            ('--val-points', cli.positive, 5000, 'validation points (model selection)'),
+            ('--test-points', cli.positive, 10000, 'held-out test points'),
+            ('--eval-every', cli.positive, 5, 'validate every this many epochs'),
+            ('--jobs -j', cli.positive, 2, 'worker processes on this machine')):
+        p.add_argument(*flag.split(), type=kind, default=default, help=text + ' (%(default)s)')
     cli.add_device_arguments(p)
-    p.add_argument('--jobs', '-j', type=cli.positive, default=min(2, os.cpu_count() or 1),
-                   help='worker processes on this machine (default: 2)')
     p.add_argument('--out', '-o', default=os.path.join('results', 'sweep'),
-                   help='output folder (default: results/sweep)')
-    p.add_argument('--storage', help='Optuna storage URL shared by all machines, '
-                   'e.g. postgresql://user:password@host/db (default: an SQLite '
-                   'file OUT/study.db)')
+                   help='output folder (default: %(default)s)')
+    p.add_argument('--storage', help='Optuna storage URL shared by all machines, e.g. '
+                   'postgresql://user:password@host/db (default: OUT/study.db, SQLite)')
     p.add_argument('--retry-failed', action='store_true',
                    help='train again the runs that failed (diverged or raised)')
     p.add_argument('--report-only', action='store_true',
                    help='export the CSV, summary and figures; train nothing')
     p.add_argument('--no-figures', action='store_true', help='skip the figures')
     args = p.parse_args(argv)
-    args.dataset = list(datasets.NAMES) if 'all' in args.dataset else list(
-        dict.fromkeys(args.dataset))
+    args.dataset = list(datasets.NAMES if 'all' in args.dataset else
+                        dict.fromkeys(args.dataset))
     args.mixtures = sorted(set(args.mixtures))
-    if args.batchsize > args.train_points:
-        p.error('--batchsize {} is larger than the {} training points'.format(
-            args.batchsize, args.train_points))
-    if args.lr_final > args.lr:
-        p.error('--lr-final {} is larger than --lr {}'.format(args.lr_final, args.lr))
-    if args.eval_every > args.epochs:
-        p.error('--eval-every {} (the default) is more than --epochs {}: pass '
-                '--eval-every {} or less'.format(args.eval_every, args.epochs,
-                                                 args.epochs)
-                if args.eval_every == p.get_default('eval_every') else
-                '--eval-every {} is more than --epochs {}'.format(
-                    args.eval_every, args.epochs))
+    for bad, message in (
+            (args.batchsize > args.train_points, '--batchsize {0.batchsize} is '
+             'larger than the {0.train_points} training points'),
+            (args.lr_final > args.lr, '--lr-final {0.lr_final} is larger than --lr '
+             '{0.lr}'),
+            (args.eval_every > args.epochs, '--eval-every {0.eval_every}' + (
+                ' (the default)' if args.eval_every == p.get_default('eval_every')
+                else '') + ' is more than --epochs {0.epochs}: pass --eval-every '
+             '{0.epochs} or less'),
+            (len(args.dataset) * args.seeds * (len(args.mixtures) + 1) > MAX_RUNS,
+             'the grid has more than {} runs: use fewer --seeds or --mixtures'
+             .format(MAX_RUNS))):
+        if bad:
+            p.error(message.format(args))
+    cli.check_out(p, args.out)
     csv_path = os.path.join(args.out, 'results.csv')
-    for path, ok in ((args.out, os.path.isdir), (csv_path, os.path.isfile)):
-        if os.path.exists(path) and not ok(path):
-            p.error('{} exists and is not a {}'.format(
-                path, 'directory' if ok is os.path.isdir else 'file'))
-    if os.path.isfile(csv_path) and csv_header(csv_path) != FIELDS:
-        p.error('{} has other columns than this script writes: choose another '
-                '--out'.format(csv_path))
-    args.device_spec = args.device
-    args.device = cli.get_device(p, args.device)
+    if not sweep.csv_is_ours(csv_path, FIELDS):
+        p.error('{} is not a file this script wrote (other columns, or not a file): '
+                'choose another --out'.format(csv_path))
+    args.device_spec, args.device = args.device, cli.get_device(p, args.device)
+    # Evaluation holds the test set's activations and mixture at once.
+    cli.check_memory(p, 16 * args.test_points * (args.hidden + 3 * args.mixtures[-1]),
+                     args.device, '--test-points, --hidden or --mixtures')
     try:
         os.makedirs(args.out, exist_ok=True)
         args.url = sweep.storage_url(args.storage or 'sqlite:///' + os.path.join(
@@ -132,19 +121,9 @@ def positive_float(text):
 positive_float.__name__ = 'positive number'
 
 
-def warn(message):
-    print('warning: ' + message, file=sys.stderr)
-
-
-def csv_header(path):
-    with open(path, newline='', encoding='utf-8', errors='replace') as f:
-        return next(csv.reader(f), None)
-
-
 def config_id(args):
     """Short fingerprint of the options that change a run's result."""
-    blob = json.dumps({k: getattr(args, k) for k in CONFIG_KEYS}, sort_keys=True)
-    return hashlib.sha1(blob.encode()).hexdigest()[:8]
+    return sweep.fingerprint({k: getattr(args, k) for k in CONFIG_KEYS})
 
 
 def grid(args):
@@ -160,6 +139,10 @@ def grid(args):
 
 def key(point):
     return '{dataset}-{direction}-{model}-k{k}-seed{seed}-{config}'.format(**point)
+
+
+def model_path(out, point):
+    return os.path.join(out, 'models', key(point) + '.npz')
 
 
 def splits(point, seed=None):
@@ -196,10 +179,7 @@ def run_task(point, out, device_spec):
                      lr_final=point['lr_final'], eval_every=point['eval_every'],
                      seed=point['seed'], device=device)
     model.to_device('@numpy')
-    arrays = {'param' + n: p.array for n, p in model.namedparams()}
-    arrays.update({'scaler_' + k: v for k, v in scaler.state().items()})
-    os.makedirs(os.path.join(out, 'models'), exist_ok=True)
-    files.save_npz(os.path.join(out, 'models', key(point) + '.npz'), arrays)
+    sweep.save_model(model_path(out, point), model, scaler)
     row = dict({k: point[k] for k in KEY}, train_seconds='{:.2f}'.format(
         info['seconds']), epochs=info['epochs'], iterations=info['iterations'],
         best_epoch=info['best_epoch'], device=str(device))
@@ -225,41 +205,15 @@ def run_task(point, out, device_spec):
     return nll, row
 
 
-def checked(row):
-    """The row with its numbers parsed; ValueError says what is wrong."""
-    if not isinstance(row, dict) or set(row) - set(FIELDS):
-        raise ValueError('not a row of this script: {!r:.80}'.format(row))
+def parse(row):
+    """A results.csv row with its numbers parsed; ValueError if it is not one."""
     parsed = dict(row, k=int(row['k']), seed=int(row['seed']),
                   mse=float(row['mse']), train_seconds=float(row['train_seconds']))
     if row['model'] == 'mdn':
         parsed['nll'] = float(row['nll'])
     if not all(np.isfinite(parsed[f]) for f in ('mse', 'nll') if f in parsed):
-        raise ValueError('non-finite score in {}'.format(key(row)))
+        raise ValueError('non-finite score')
     return parsed
-
-
-def export(args):
-    """Write results.csv (every finished run of the study) and return this
-    invocation's (rows, failures), each at most once per point."""
-    wanted, rows, failed, csv_rows = set(map(key, grid(args))), [], [], []
-    for k, trial in sorted(sweep.outcomes(args.study).items()):
-        if 'failure' in trial.user_attrs:
-            failed += [(k, trial.user_attrs['failure'])] if k in wanted else []
-            continue
-        try:
-            row = checked(trial.user_attrs.get('row'))
-            if key(row) != k:
-                raise ValueError('its row is for {}'.format(key(row)))
-        except (KeyError, TypeError, ValueError) as e:
-            warn('skipping trial {} ({}): {}'.format(trial.number, k, e))
-            continue
-        csv_rows.append(trial.user_attrs['row'])
-        rows += [row] if k in wanted else []
-    with files.atomic_write(os.path.join(args.out, 'results.csv'), 'w') as f:
-        writer = csv.DictWriter(f, fieldnames=FIELDS, lineterminator='\n')
-        writer.writeheader()
-        writer.writerows(csv_rows)
-    return rows, failed
 
 
 def select(rows, name, k, field='nll', model='mdn'):
@@ -305,131 +259,67 @@ def write_summary(args, rows, failed):
             lines.append('Least-squares baseline (LeastSquares, same net): held-out '
                          'MSE {:.4g} ± {:.2g} (target units squared), {} runs.'
                          .format(mse.mean(), mse.std(), len(mse)))
-        lines += ['Failed (excluded from the means and the best K; rerun with '
-                  '--retry-failed): ' + '; '.join('`{}`: {}'.format(*f) for f in failed
-                                                  if f[0].startswith(name + '-'))
-                  ] if any(f[0].startswith(name + '-') for f in failed) else []
+        lines += ['Failed, excluded from the means and the best K (rerun with '
+                  '--retry-failed): `{}`: {}'.format(*f) for f in failed
+                  if f[0].startswith(name + '-')]
         lines.append('')
     with files.atomic_write(os.path.join(args.out, 'summary.md')) as f:
         f.write('\n'.join(lines))
 
 
-def load_model(path, point):
-    """(model, Standardizer) saved by run_task; ValueError (one line) if the
-    file is missing, damaged, pickled or of another model."""
-    model = build_model(point)
-    shapes = {'param' + n: p.shape for n, p in model.namedparams()}
-
-    def check(name, shape, dtype):
-        if name in shapes and (shape != shapes[name] or dtype.kind != 'f'):
-            raise ValueError('{}: {} is {} {}, not float {}'.format(
-                path, name, shape, dtype, shapes[name]))
-    arrays = files.read_npz_safe(path, check=check, max_bytes=2 ** 26)
+def seed0(args, name, model, k, x):
+    """The seed-0 model's output at x (N, 1) in original units: its mixture
+    (logits, mu, ln_var) or least-squares fit; None, with a warning, if its
+    file cannot be used."""
+    point = dict(grid(args)[0], dataset=name, model=model, k=k, seed=0)
+    net = build_model(point)
     try:
-        for name, p in model.namedparams():
-            p.array[...] = arrays['param' + name]
-        scaler = train.Standardizer.from_state(
-            {k[7:]: v for k, v in arrays.items() if k.startswith('scaler_')})
-    except (KeyError, ValueError) as e:
-        raise ValueError('{} is not a model of this sweep ({})'.format(path, e))
-    return model, scaler
+        scaler = sweep.load_model(model_path(args.out, point), net)
+    except ValueError as e:
+        print('warning: figure without this model: {}'.format(e), file=sys.stderr)
+        return None
+    if model == 'mse':
+        with chainer.no_backprop_mode():
+            return scaler.untarget(net.forward(scaler.inputs(x)).array)
+    logits, mu, ln_var = net.mixture(scaler.inputs(x))
+    scale = scaler.untarget(np.ones(1)) - scaler.untarget(np.zeros(1))
+    return logits, scaler.untarget(mu), ln_var + 2 * np.log(scale)
 
 
 def draw(args, rows):
-    """nll_vs_k.png and three figures per problem, from the seed-0 models."""
-    names = [n for n in args.dataset if any(len(select(rows, n, k)) for k in args.mixtures)]
-    panels = []
-    for name in names:
+    """nll_vs_k.png, and per problem the figures of its seed-0 models."""
+    problems = []
+    for name in args.dataset:
         ks = [k for k in args.mixtures if len(select(rows, name, k))]
-        panels.append((name, ks, [select(rows, name, k) for k in ks])
-                      + datasets.limits(name, args.direction))
-        problem_figures(args, rows, name)
-    if panels:
-        plots.nll_against_k(os.path.join(args.out, 'nll_vs_k.png'), panels)
-
-
-def saved(args, name, model, k):
-    point = dict(grid(args)[0], dataset=name, model=model, k=k, seed=0)
-    try:
-        return load_model(os.path.join(args.out, 'models', key(point) + '.npz'), point)
-    except ValueError as e:
-        warn('figure without this model: {}'.format(e))
-        return None, None
-
-
-def problem_figures(args, rows, name):
-    problem, inverse = datasets.PROBLEMS[name], args.direction == 'inverse'
-    x, y = splits(grid(args)[0] | {'dataset': name}, seed=0)['train']
-    # Every training point would bury the samples: the draws are i.i.d., so
-    # the first 3,000 are a random subset.
-    x, y = x[:3000], y[:3000]
-    x_label = '{} (input)'.format(problem.observed if inverse else problem.latent)
-    y_label = '{} (target)'.format(problem.latent if inverse else problem.observed)
-    x_grid = np.linspace(x.min(), x.max(), 300, dtype=np.float32)
-    y_grid = np.linspace(y.min() - 0.05 * np.ptp(y), y.max() + 0.05 * np.ptp(y), 300)
-    rng = np.random.RandomState(0)
-    prefix = os.path.join(args.out, '{}-{}-'.format(name, args.direction))
-    bayes = datasets.limits(name, args.direction)[0]
-
-    def samples(model, scaler, k):
-        return scaler.untarget(mdn.sample(*model.mixture(
-            scaler.inputs(x_grid[:, None])), n=3, rng=rng))
-    models = [(k,) + saved(args, name, 'mdn', k) for k in args.mixtures
-              if len(select(rows, name, k))]
-    panels = [('K = {}: NLL {:.3f}'.format(k, select(rows, name, k).mean()),
-               samples(m, s, k)) for k, m, s in models if m is not None]
-    if panels:
-        plots.samples_grid(prefix + 'samples.png', '{}: data (grey) and 3 MDN '
-                           'samples per x (red), seed 0; Bayes limit {:.3f} nats'
-                           .format(name, bayes), x, y, x_grid, panels, x_label, y_label)
-    k = best_k(rows, name, args.mixtures)
-    model, scaler = saved(args, name, 'mdn', k) if k else (None, None)
-    if model is None:
-        return
-    logits, mu, ln_var = model.mixture(scaler.inputs(x_grid[:, None]))
-    scale = scaler.untarget(np.ones(1)) - scaler.untarget(np.zeros(1))
-    plots.mixture_against_truth(
-        prefix + 'best_k.png', '{}: best K = {} (seed 0)'.format(name, k), x, y,
-        x_grid, y_grid, (logits, scaler.untarget(mu), ln_var + 2 * np.log(scale)),
-        datasets.conditional_density(name, args.direction, x_grid, y_grid),
-        x_label, y_label)
-    baseline, b_scaler = saved(args, name, 'mse', 0)
-    fit = None
-    if baseline is not None:
-        with chainer.no_backprop_mode():
-            fit = b_scaler.untarget(baseline.forward(b_scaler.inputs(x_grid[:, None])).array)
-    plots.fit_against_samples(
-        prefix + 'mse_vs_mdn.png', '{}: least squares averages the branches; the '
-        'MDN does not'.format(name), x, y, x_grid, samples(model, scaler, k), fit,
-        x_label, y_label, 'MDN samples (K = {})'.format(k))
+        if ks:
+            problems.append(plots.Problem(
+                name, args.direction, ks, [select(rows, name, k) for k in ks],
+                best_k(rows, name, ks), functools.partial(seed0, args, name),
+                splits(dict(grid(args)[0], dataset=name), seed=0)['train']))
+    plots.sweep_figures(args.out, problems)
 
 
 def main(argv=None):
     args = parse_args(argv)
     points = grid(args)
     if not args.report_only:
-        sweep.enqueue(args.study, points, key, retry_failed=args.retry_failed)
-        # One BLAS thread per worker: the workers are the parallelism.
-        os.environ.setdefault('OMP_NUM_THREADS', '1')
-        try:
-            sweep.run(args.url, STUDY, [key(p) for p in points], functools.partial(
-                run_task, out=args.out, device_spec=args.device_spec), args.jobs)
-        except KeyboardInterrupt:
-            print('interrupted: finished runs are kept in {}; rerun the same '
-                  'command to resume'.format(sweep.shown(args.url)), file=sys.stderr)
-            return 130
-        except sweep.StorageLost as e:
-            print('error: the storage stopped answering ({}); finished runs are '
-                  'kept: rerun the same command when it is back'.format(e),
-                  file=sys.stderr)
-            return 1
-    rows, failed = export(args)
+        os.environ.setdefault('OMP_NUM_THREADS', '1')  # the workers are the parallelism
+        status = sweep.run(args.url, args.study, points, key, functools.partial(
+            run_task, out=args.out, device_spec=args.device_spec), args.jobs,
+            args.retry_failed)
+        if status:
+            return status
+    rows, failed = sweep.export(args.study, os.path.join(args.out, 'results.csv'),
+                                FIELDS, parse)
+    # This invocation's grid only: other configs and seeds stay in the CSV.
+    rows = [rows[key(p)] for p in points if key(p) in rows]
+    failed = [(key(p), failed[key(p)]) for p in points if key(p) in failed]
     write_summary(args, rows, failed)
     if not args.no_figures:
         draw(args, rows)
-    print('{} of {} runs done, {} failed; results.csv and summary.md{} in {}'.format(
+    print('{} of {} runs done, {} failed: results.csv, summary.md{} in {}'.format(
         len(rows), len(points), len(failed), '' if args.no_figures else
-        ' and figures', args.out))
+        ', figures', args.out))
     return 0
 
 

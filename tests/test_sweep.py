@@ -94,6 +94,8 @@ def finish(proc, timeout=120):
     ['--epochs', '3'],
     ['--storage', 'not a url'],
     ['--storage', 'nosuchdb://x/y'],
+    ['--seeds', str(10 ** 9)],
+    ['--test-points', str(10 ** 12)],
 ])
 def test_bad_arguments_exit_2_with_one_line(argv, tmp_path, capsys):
     out = tmp_path / 'out'
@@ -120,7 +122,7 @@ def test_foreign_or_garbage_csv_is_refused_and_kept(tmp_path, content, capsys):
     (tmp_path / 'results.csv').write_bytes(content)
     with pytest.raises(SystemExit) as e:
         sweep.main(TINY + ['--out', str(tmp_path)])
-    assert e.value.code == 2 and 'other columns' in capsys.readouterr().err
+    assert e.value.code == 2 and 'not a file this script wrote' in capsys.readouterr().err
     assert (tmp_path / 'results.csv').read_bytes() == content
 
 
@@ -128,7 +130,7 @@ def test_csv_that_is_a_directory_is_refused(tmp_path, capsys):
     (tmp_path / 'results.csv').mkdir()
     with pytest.raises(SystemExit) as e:
         sweep.main(TINY + ['--out', str(tmp_path)])
-    assert e.value.code == 2 and 'not a file' in capsys.readouterr().err
+    assert e.value.code == 2 and 'not a file this script wrote' in capsys.readouterr().err
 
 
 @pytest.mark.parametrize('make, says', [
@@ -196,8 +198,8 @@ def test_scores_in_original_units_match_direct_computation(tmp_path):
     args = sweep.parse_args(argv)
     for point in sweep.grid(args):
         value, row = sweep.run_task(point, str(tmp_path), '@numpy')
-        model, scaler = sweep.load_model(os.path.join(
-            tmp_path, 'models', sweep.key(point) + '.npz'), point)
+        model = sweep.build_model(point)
+        scaler = engine.load_model(sweep.model_path(str(tmp_path), point), model)
         x, y = sweep.splits(point)['test']
         state = scaler.state()
         t_mean, t_scale = [np.asarray(state[k]) for k in sorted(state)

@@ -4,6 +4,7 @@ All functions draw on matplotlib Axes given to them, so each script lays out
 its own figure. Mixture parameters are NumPy arrays: logits (N, K), mu and
 ln_var (N, K, 1) for a one-dimensional target.
 """
+import collections
 import os
 
 import numpy as np
@@ -191,3 +192,57 @@ def fit_against_samples(path, title, x, t, x_grid, samples, fit, x_label,
     ax.set(xlabel=x_label, ylabel=t_label, title=title)
     ax.legend(loc='best', fontsize=8, markerscale=3)
     save(fig, path)
+
+
+#: One problem of the mixture-count sweep, for `sweep_figures`: its name and
+#: direction, the mixture counts ks with their held-out NLLs (an array over
+#: seeds per K), the best K (or None), output(model, k, x) -> the seed-0
+#: model's mixture (logits, mu, ln_var) or least-squares fit at x (N, 1) in
+#: original units, or None; and its training data (x, t), (N, 1) each.
+Problem = collections.namedtuple('Problem', 'name direction ks nll best output data')
+
+
+def sweep_figures(out, problems):
+    """The mixture-count sweep's figures: nll_vs_k.png (every problem against
+    its limits) and per problem NAME-DIRECTION-samples.png (one panel per K),
+    -best_k.png (the best K's mixture against the true density) and
+    -mse_vs_mdn.png (its samples against the least-squares fit)."""
+    from toy import datasets, mdn  # the model's sampler, the true densities
+    if not problems:
+        return
+    nll_against_k(os.path.join(out, 'nll_vs_k.png'), [
+        (p.name, p.ks, p.nll) + datasets.limits(p.name, p.direction)
+        for p in problems])
+    for p in problems:
+        problem, inverse = datasets.PROBLEMS[p.name], p.direction == 'inverse'
+        labels = ('{} (input)'.format(problem.observed if inverse else problem.latent),
+                  '{} (target)'.format(problem.latent if inverse else problem.observed))
+        x, t = p.data
+        x_grid = np.linspace(x.min(), x.max(), 300, dtype=np.float32)
+        t_grid = np.linspace(t.min() - 0.05 * np.ptp(t), t.max() + 0.05 * np.ptp(t),
+                             300)
+        mixtures = {k: p.output('mdn', k, x_grid[:, None]) for k in p.ks}
+        rng = np.random.RandomState(0)
+        samples = {k: mdn.sample(*m, n=3, rng=rng) for k, m in mixtures.items()
+                   if m is not None}
+        # Every training point would bury the samples: the draws are i.i.d.,
+        # so the first 3,000 are a random subset.
+        x, t = x[:3000], t[:3000]
+        prefix = os.path.join(out, '{}-{}-'.format(p.name, p.direction))
+        bayes = datasets.limits(p.name, p.direction)[0]
+        if samples:
+            samples_grid(prefix + 'samples.png', '{}: data (grey) and 3 MDN samples '
+                         'per x (red), seed 0; Bayes limit {:.3f} nats'.format(
+                             p.name, bayes), x, t, x_grid,
+                         [('K = {}: NLL {:.3f}'.format(k, nll.mean()), samples[k])
+                          for k, nll in zip(p.ks, p.nll) if k in samples], *labels)
+        if p.best not in samples:
+            continue
+        mixture_against_truth(
+            prefix + 'best_k.png', '{}: best K = {} (seed 0)'.format(p.name, p.best),
+            x, t, x_grid, t_grid, mixtures[p.best],
+            datasets.conditional_density(p.name, p.direction, x_grid, t_grid), *labels)
+        fit_against_samples(prefix + 'mse_vs_mdn.png', '{}: least squares averages '
+                            'the branches; the MDN does not'.format(p.name), x, t,
+                            x_grid, samples[p.best], p.output('mse', 0, x_grid[:, None]),
+                            *labels, 'MDN samples (K = {})'.format(p.best))

@@ -17,6 +17,9 @@ failed and Optuna's RetryHeartbeatStaleTrialCallback enqueues it again. A run
 that raises is FAILED with its reason (user attr `failure`) and is enqueued
 again only when asked (`retry_failed`).
 """
+import csv
+import hashlib
+import json
 import multiprocessing
 import os
 import signal
@@ -30,6 +33,10 @@ import sqlalchemy
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 from tqdm import tqdm
+
+from chainer import backend
+
+from toy import files, train
 
 #: Seconds between heartbeats, and without one before a run counts as dead.
 #: The environment variables shorten them for tests.
@@ -340,7 +347,7 @@ def _worker_main(url, name, keys, objective):
         raise SystemExit(130)
 
 
-def run(url, name, keys, objective, jobs=1):
+def run_workers(url, name, keys, objective, jobs=1):
     """Train every key of the grid (enqueued beforehand) with `jobs` workers.
 
     jobs 1 trains in this process; more start worker processes (spawn: each
@@ -411,3 +418,97 @@ class _Progress(threading.Thread):
         self.stopped.set()
         self.join()
         self.bar.close()
+
+
+def fingerprint(options):
+    """8 hex digits naming a dict of JSON values (the options that define a run)."""
+    blob = json.dumps(options, sort_keys=True)
+    return hashlib.sha1(blob.encode()).hexdigest()[:8]
+
+
+def csv_is_ours(path, fields):
+    """Whether `path` is absent, or a file whose header is `fields` (so that
+    exporting over it loses nothing but an earlier export)."""
+    if not os.path.lexists(path):
+        return True
+    if not os.path.isfile(path):
+        return False
+    with open(path, newline='', encoding='utf-8', errors='replace') as f:
+        return next(csv.reader(f), None) == fields
+
+
+def export(study, path, fields, parse):
+    """Write every finished run's row (user attr `row`) to the CSV `path`, and
+    return ({key: parse(row)}, {key: failure reason}).
+
+    parse(row) checks a row and returns what the caller needs (e.g. numbers);
+    a row it refuses (KeyError, TypeError, ValueError), or with columns other
+    than `fields`, is left out with a one-line warning on stderr. Every key
+    appears at most once.
+    """
+    rows, failed, lines = {}, {}, []
+    for key, trial in sorted(outcomes(study).items()):
+        if 'failure' in trial.user_attrs:
+            failed[key] = trial.user_attrs['failure']
+            continue
+        row = trial.user_attrs.get('row')
+        try:
+            if not isinstance(row, dict) or not set(row) <= set(fields):
+                raise ValueError('not a row of this table: {!r:.60}'.format(row))
+            rows[key] = parse(row)
+        except (KeyError, TypeError, ValueError) as e:
+            print('warning: skipping trial {} ({}): {}'.format(trial.number, key, e),
+                  file=sys.stderr)
+            continue
+        lines.append(row)
+    with files.atomic_write(path) as f:
+        writer = csv.DictWriter(f, fieldnames=fields, lineterminator='\n')
+        writer.writeheader()
+        writer.writerows(lines)
+    return rows, failed
+
+
+def save_model(path, model, scaler):
+    """A trained Chainer model's parameters and its train.Standardizer's
+    state, as one .npz written atomically (no pickle)."""
+    arrays = {'param' + n: backend.CpuDevice().send(p.array)
+              for n, p in model.namedparams()}
+    arrays.update({'scaler_' + k: v for k, v in scaler.state().items()})
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    files.save_npz(path, arrays)
+
+
+def load_model(path, model):
+    """Load `save_model`'s file into `model` (built like the saved one):
+    returns its train.Standardizer. ValueError, one line, for a file that is
+    missing, empty, damaged, pickled or holds another model."""
+    arrays = files.read_npz_safe(path, max_bytes=2 ** 26)
+    for name, p in model.namedparams():
+        a = arrays.get('param' + name)
+        if a is None or a.shape != p.shape or a.dtype.kind != 'f':
+            raise ValueError('{} does not hold this model (parameter {}: {})'.format(
+                path, name, 'missing' if a is None else '{} {}'.format(
+                    a.shape, a.dtype)))
+        p.array[...] = a
+    try:
+        return train.Standardizer.from_state(
+            {k[7:]: v for k, v in arrays.items() if k.startswith('scaler_')})
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError('{} has no usable standardisation ({})'.format(path, e))
+
+
+def run(url, study, points, key, objective, jobs=1, retry_failed=False):
+    """Enqueue the points and run them (`run_workers`): 0 when done, or (after one line on
+    stderr) 130 if interrupted and 1 if the storage stopped answering."""
+    enqueue(study, points, key, retry_failed)
+    try:
+        run_workers(url, study.study_name, [key(p) for p in points], objective, jobs)
+    except KeyboardInterrupt:
+        print('interrupted: finished runs are kept in {}; rerun the same command '
+              'to resume'.format(shown(url)), file=sys.stderr)
+        return 130
+    except StorageLost as e:
+        print('error: the storage stopped answering ({}); finished runs are kept: '
+              'rerun the same command when it is back'.format(e), file=sys.stderr)
+        return 1
+    return 0
