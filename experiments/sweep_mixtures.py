@@ -62,7 +62,8 @@ def parse_args(argv=None):
             ('--val-points', cli.positive, 5000, 'validation points (model selection)'),
             ('--test-points', cli.positive, 10000, 'held-out test points'),
             ('--eval-every', cli.positive, 5, 'validate every this many epochs'),
-            ('--jobs -j', cli.positive, 2, 'worker processes on this machine')):
+            ('--jobs -j', cli.positive, min(2, os.cpu_count() or 1),
+             'worker processes on this machine')):
         p.add_argument(*flag.split(), type=kind, default=default, help=text + ' (%(default)s)')
     cli.add_device_arguments(p)
     p.add_argument('--out', '-o', default=os.path.join('results', 'sweep'),
