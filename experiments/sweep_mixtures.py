@@ -61,19 +61,13 @@ def parse_args(argv=None):
             ('--train-points', cli.positive, 20000, 'training points'),
             ('--val-points', cli.positive, 5000, 'validation points (model selection)'),
             ('--test-points', cli.positive, 10000, 'held-out test points'),
-            ('--eval-every', cli.positive, 5, 'validate every this many epochs'),
-            ('--jobs -j', cli.positive, min(2, os.cpu_count() or 1),
-             'worker processes on this machine')):
-        p.add_argument(*flag.split(), type=kind, default=default, help=text + ' (%(default)s)')
+            ('--eval-every', cli.positive, 5, 'validate every this many epochs')):
+        p.add_argument(*flag.split(), type=kind, default=default,
+                       help=text + ' (%(default)s)')
     cli.add_device_arguments(p)
     p.add_argument('--out', '-o', default=os.path.join('results', 'sweep'),
                    help='output folder (default: %(default)s)')
-    p.add_argument('--storage', help='Optuna storage URL shared by all machines, e.g. '
-                   'postgresql://user:password@host/db (default: OUT/study.db, SQLite)')
-    p.add_argument('--retry-failed', action='store_true',
-                   help='train again the runs that failed (diverged or raised)')
-    p.add_argument('--report-only', action='store_true',
-                   help='export the CSV, summary and figures; train nothing')
+    sweep.add_arguments(p)
     p.add_argument('--no-figures', action='store_true', help='skip the figures')
     args = p.parse_args(argv)
     args.dataset = list(datasets.NAMES if 'all' in args.dataset else
@@ -93,22 +87,11 @@ def parse_args(argv=None):
              .format(MAX_RUNS))):
         if bad:
             p.error(message.format(args))
-    cli.check_out(p, args.out)
-    csv_path = os.path.join(args.out, 'results.csv')
-    if not sweep.csv_is_ours(csv_path, FIELDS):
-        p.error('{} is not a file this script wrote (other columns, or not a file): '
-                'choose another --out'.format(csv_path))
     args.device_spec, args.device = args.device, cli.get_device(p, args.device)
     # Evaluation holds the test set's activations and mixture at once.
     cli.check_memory(p, 16 * args.test_points * (args.hidden + 3 * args.mixtures[-1]),
                      args.device, '--test-points, --hidden or --mixtures')
-    try:
-        os.makedirs(args.out, exist_ok=True)
-        args.url = sweep.storage_url(args.storage or 'sqlite:///' + os.path.join(
-            args.out, 'study.db'))
-        args.study = sweep.open_study(sweep.connect(args.url), STUDY, META)
-    except (OSError, sweep.StorageError) as e:
-        p.error(str(e))
+    sweep.open_from_arguments(p, args, STUDY, META, FIELDS)
     return args
 
 
@@ -230,40 +213,32 @@ def best_k(rows, name, mixtures):
 
 def write_summary(args, rows, failed):
     lines = ['# Mixture-count sweep ({} direction)'.format(args.direction), '',
-             "Held-out NLL in nats per point, in the target's original units, "
-             'mean ± std over seeds on {} test points; the gap is to the exact '
-             'Bayes limit H(target | input). Models chosen on {} validation '
-             'points; trained on {}. Config `{}`: {}.'.format(
-                 args.test_points, args.val_points, args.train_points,
-                 config_id(args), ', '.join('{}={}'.format(k, getattr(args, k))
-                                            for k in CONFIG_KEYS)), '']
+             "Held-out NLL in nats per point, in the target's original units, mean ± "
+             'std over seeds on {0.test_points} test points; the gap is to the exact '
+             'Bayes limit H(target | input). Models chosen on {0.val_points} '
+             'validation points; trained on {0.train_points}. Config `{1}`: {2}.'.format(
+                 args, config_id(args), ', '.join('{}={}'.format(k, getattr(args, k))
+                                                  for k in CONFIG_KEYS)), '']
     for name in args.dataset:
         bayes, gaussian = datasets.limits(name, args.direction)
-        lines += ['## ' + name, '', 'Bayes limit {:.4f} nats; single-Gaussian '
-                  'limit {:.4f} nats.'.format(bayes, gaussian), '',
-                  '| K | runs | held-out NLL | gap to Bayes | gap to 1-Gaussian '
-                  '| mixture-mean MSE | train s |', '|---:|---:|---:|---:|---:|---:|---:|']
+        lines += ['## ' + name, '', 'Bayes limit {:.4f} nats; single-Gaussian limit '
+                  '{:.4f} nats.'.format(bayes, gaussian), '', '| K | runs | held-out '
+                  'NLL | gap to Bayes | gap to 1-Gaussian | mixture-mean MSE | train s |',
+                  '|---:|---:|---:|---:|---:|---:|---:|']
         for k in args.mixtures:
-            nll, mse, sec = (select(rows, name, k, f) for f in ('nll', 'mse',
-                                                                'train_seconds'))
-            if len(nll):
-                lines.append('| {} | {} | {:.4f} ± {:.4f} | {:+.4f} | {:+.4f} | '
-                             '{:.4g} | {:.1f} |'.format(
-                                 k, len(nll), nll.mean(), nll.std(), nll.mean() - bayes,
-                                 nll.mean() - gaussian, mse.mean(), sec.mean()))
-        k = best_k(rows, name, args.mixtures)
-        lines += [''] + (['Best K = {} (mean held-out NLL {:.4f}, gap {:+.4f} nats).'
-                          .format(k, select(rows, name, k).mean(),
-                                  select(rows, name, k).mean() - bayes)] if k else [])
-        mse = select(rows, name, 0, 'mse', 'mse')
-        if len(mse):
-            lines.append('Least-squares baseline (LeastSquares, same net): held-out '
-                         'MSE {:.4g} ± {:.2g} (target units squared), {} runs.'
-                         .format(mse.mean(), mse.std(), len(mse)))
+            nll, mse, sec = (select(rows, name, k, f) for f in ('nll', 'mse', 'train_seconds'))
+            lines += ['| {} | {} | {:.4f} ± {:.4f} | {:+.4f} | {:+.4f} | {:.4g} | {:.1f} |'
+                      .format(k, len(nll), nll.mean(), nll.std(), nll.mean() - bayes,
+                              nll.mean() - gaussian, mse.mean(), sec.mean())] if len(nll) else []
+        k, mse = best_k(rows, name, args.mixtures), select(rows, name, 0, 'mse', 'mse')
+        lines += [''] + ['Best K = {} (mean held-out NLL {:.4f}, gap {:+.4f} nats).'.format(
+            k, select(rows, name, k).mean(), select(rows, name, k).mean() - bayes)] * bool(k)
+        lines += ['Least-squares baseline (LeastSquares, same net): held-out MSE {:.4g} ± '
+                  '{:.2g} (target units squared), {} runs.'.format(
+                      mse.mean(), mse.std(), len(mse))] * bool(len(mse))
         lines += ['Failed, excluded from the means and the best K (rerun with '
                   '--retry-failed): `{}`: {}'.format(*f) for f in failed
-                  if f[0].startswith(name + '-')]
-        lines.append('')
+                  if f[0].startswith(name + '-')] + ['']
     with files.atomic_write(os.path.join(args.out, 'summary.md')) as f:
         f.write('\n'.join(lines))
 

@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from chainer import backend
 
-from toy import files, train
+from toy import cli, files, train
 
 #: Seconds between heartbeats, and without one before a run counts as dead.
 #: The environment variables shorten them for tests.
@@ -512,3 +512,36 @@ def run(url, study, points, key, objective, jobs=1, retry_failed=False):
               'rerun the same command when it is back'.format(e), file=sys.stderr)
         return 1
     return 0
+
+
+def add_arguments(parser):
+    """The options of every sweep script: --jobs, --storage, --retry-failed,
+    --report-only (see `open_from_arguments`)."""
+    parser.add_argument('--jobs', '-j', type=cli.positive,
+                        default=min(2, os.cpu_count() or 1),
+                        help='worker processes on this machine (%(default)s)')
+    parser.add_argument('--storage', help='Optuna storage URL shared by all machines, '
+                        'e.g. postgresql://user:password@host/db (default: '
+                        'OUT/study.db, SQLite)')
+    parser.add_argument('--retry-failed', action='store_true',
+                        help='train again the runs that failed (diverged or raised)')
+    parser.add_argument('--report-only', action='store_true',
+                        help='export the results from the storage; train nothing')
+
+
+def open_from_arguments(parser, args, name, meta, fields):
+    """Check args.out (and that OUT/results.csv, if there, is an export of a
+    table with these `fields`), open the storage and the study: sets args.url
+    and args.study, or exits 2 with one line (parser.error)."""
+    cli.check_out(parser, args.out)
+    path = os.path.join(args.out, 'results.csv')
+    if not csv_is_ours(path, fields):
+        parser.error('{} is not a file this script wrote (other columns, or not a '
+                     'file): choose another --out'.format(path))
+    try:
+        os.makedirs(args.out, exist_ok=True)
+        args.url = storage_url(args.storage or 'sqlite:///' + os.path.join(
+            args.out, 'study.db'))
+        args.study = open_study(connect(args.url), name, meta)
+    except (OSError, StorageError) as e:
+        parser.error(str(e))
