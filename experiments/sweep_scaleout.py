@@ -2,8 +2,10 @@
 (default training options, a few grid points) run from scratch with 1 worker
 process, with 2 (SQLite, one command --jobs 2), and with 2 on PostgreSQL (two
 commands at once, --jobs 1 each, as two machines would run them, against a
-throwaway local server started for the measurement). Wall times side by side
-in OUT/scaleout.md (and .json).
+throwaway local server started for the measurement). The three are run in
+that order and then in reverse (A B C C B A), so that a change in the
+machine's load during the measurement shows, and wall times go side by side
+into OUT/scaleout.md (and .json).
 
     python experiments/sweep_scaleout.py            # results/sweep/scaleout.md
 """
@@ -20,6 +22,10 @@ import pg_server  # noqa: E402  (the tests' throwaway server)
 from toy import files  # noqa: E402
 
 SCRIPT = os.path.join(ROOT, 'experiments', 'sweep_mixtures.py')
+#: (label, PostgreSQL database name or None, commands at once, --jobs each)
+MODES = [('1 worker, SQLite', None, 1, 1),
+         ('2 worker processes, SQLite (--jobs 2)', None, 1, 2),
+         ('2 workers, PostgreSQL (two commands, --jobs 1 each)', 'scaleout', 2, 1)]
 SUBSET = ['--dataset', 'bishop', '--mixtures', '1', '4', '--seeds', '2', '--no-figures']
 
 
@@ -38,35 +44,39 @@ def timed(commands):
 def main(out=os.path.join('results', 'sweep')):
     base = [sys.executable, SCRIPT] + SUBSET
     server = pg_server.Server().start()
+    times, loads = {}, []
     try:
-        url = server.create_database('scaleout')
         with tempfile.TemporaryDirectory() as tmp:
-            modes = [
-                ('1 worker, SQLite', [base + ['--jobs', '1', '--out', tmp + '/a']]),
-                ('2 worker processes, SQLite (--jobs 2)',
-                 [base + ['--jobs', '2', '--out', tmp + '/b']]),
-                ('2 workers, PostgreSQL (two commands, --jobs 1 each)',
-                 [base + ['--jobs', '1', '--storage', url, '--out', tmp + '/' + m]
-                  for m in 'cd'])]
-            load = os.getloadavg()
-            times = [(label, timed(commands)) for label, commands in modes]
+            for run, order in enumerate([MODES, MODES[::-1]]):
+                for label, postgres, commands, jobs in order:
+                    storage = ['--storage', server.create_database('{}{}'.format(
+                        postgres, run))] if postgres else []
+                    loads.append(os.getloadavg()[0])
+                    times.setdefault(label, []).append(timed([
+                        base + storage + ['--jobs', str(jobs), '--out', os.path.join(
+                            tmp, '{}-{}-{}'.format(run, MODES.index((label, postgres,
+                                                                     commands, jobs)), c))]
+                        for c in range(commands)]))
     finally:
         server.stop()
     runs = 2 * (2 + 1)
+    one = sum(times[MODES[0][0]]) / 2
     lines = ['# Sweep scale-out', '',
-             '`{}` ({} runs, default training options), from scratch each time, '
-             'on {} CPU cores ({}); load average {:.1f} before the first.'.format(
-                 ' '.join(SUBSET), runs, os.cpu_count(), platform.processor() or
-                 platform.machine(), load[0]), '',
-             '| workers | wall s | speed-up over 1 worker |', '|---|---:|---:|']
-    lines += ['| {} | {:.1f} | {:.2f} |'.format(label, t, times[0][1] / t)
-              for label, t in times]
+             '`{}` ({} runs, default training options), from scratch each time, on {} '
+             'CPU cores ({}) shared with other work: load average {:.1f} to {:.1f} '
+             'at the starts. Order A B C C B A.'.format(
+                 ' '.join(SUBSET), runs, os.cpu_count(), platform.machine(),
+                 min(loads), max(loads)), '',
+             '| workers | wall s, first pass | wall s, second pass | speed-up over 1 '
+             'worker (means) |', '|---|---:|---:|---:|']
+    lines += ['| {} | {:.1f} | {:.1f} | {:.2f} |'.format(
+        label, t[0], t[1], one / (sum(t) / 2)) for label, t in times.items()]
     os.makedirs(out, exist_ok=True)
     with files.atomic_write(os.path.join(out, 'scaleout.md')) as f:
         f.write('\n'.join(lines) + '\n')
     files.write_json(os.path.join(out, 'scaleout.json'), {
-        'subset': SUBSET, 'runs': runs, 'cpus': os.cpu_count(),
-        'load_before': load[0], 'wall_seconds': dict(times)})
+        'subset': SUBSET, 'runs': runs, 'cpus': os.cpu_count(), 'loads': loads,
+        'wall_seconds': times})
     print('\n'.join(lines))
 
 

@@ -319,7 +319,7 @@ def test_two_invocations_train_each_point_once(tmp_path):
 
 def test_killed_worker_is_recovered_without_loss_or_duplicate(tmp_path):
     argv = TINY + ['--mixtures', '1', '2', '3', '--epochs', '40',
-                   '--train-points', '2000', '--jobs', '1', '--no-figures']
+                   '--train-points', '1000', '--jobs', '1', '--no-figures']
     proc = cli(tmp_path, *argv, start_new_session=True)
     wait_for(tmp_path, complete=1)
     os.killpg(proc.pid, signal.SIGKILL)

@@ -65,7 +65,7 @@ def test_unusable_server_exit_2_with_one_line(postgres, tmp_path, url, says, cap
 def test_database_going_away_stops_workers_with_one_line(postgres, tmp_path):
     url = postgres.create_database('goes_away')
     proc = cli(tmp_path, url, *(TINY + ['--mixtures', '1', '2', '3', '4', '5', '6',
-                                        '--epochs', '20', '--train-points', '2000',
+                                        '--epochs', '20', '--train-points', '1000',
                                         '--jobs', '2', '--no-figures']))
     deadline = time.time() + 120
     while time.time() < deadline and not [
