@@ -111,14 +111,15 @@ def config_id(args):
 
 
 def grid(args):
-    """The points of this invocation, largest K first (the longest runs start
-    early, so the workers finish together)."""
+    """The points of this invocation in the order they are trained: seed by
+    seed (a sweep stopped early has whole seeds), largest K first within one
+    (the longest runs start early, so the workers finish together)."""
     common = dict({k: getattr(args, k) for k in CONFIG_KEYS},
                   config=config_id(args), direction=args.direction)
     return [dict(common, dataset=name, model=model, k=k, seed=seed)
+            for seed in range(args.seeds)
             for k in sorted(args.mixtures + [0], reverse=True)
-            for name in args.dataset for seed in range(args.seeds)
-            for model in ['mse' if k == 0 else 'mdn']]
+            for name in args.dataset for model in ['mse' if k == 0 else 'mdn']]
 
 
 def key(point):
