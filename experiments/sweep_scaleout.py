@@ -43,7 +43,14 @@ def timed(commands):
 
 def main(out=os.path.join('results', 'sweep')):
     base = [sys.executable, SCRIPT] + SUBSET
-    server = pg_server.Server().start()
+    server = None
+    try:
+        server = pg_server.Server()
+        server.start()
+    except pg_server.Unavailable as e:
+        if server is not None:
+            server.stop()
+        raise SystemExit('sweep_scaleout.py: {}'.format(e))
     times, loads = {}, []
     try:
         with tempfile.TemporaryDirectory() as tmp:
