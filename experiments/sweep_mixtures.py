@@ -159,10 +159,11 @@ def run_task(point, out, device_spec):
     std = {s: (scaler.inputs(x), scaler.targets(y)) for s, (x, y) in data.items()}
     init = [point['seed'], zlib.crc32(point['dataset'].encode()), point['k']]
     model = build_model(point, np.random.default_rng(np.random.SeedSequence(init)))
-    info = train.fit(model, *std['train'], *std['val'], epochs=point['epochs'],
-                     batchsize=point['batchsize'], lr=point['lr'],
-                     lr_final=point['lr_final'], eval_every=point['eval_every'],
-                     seed=point['seed'], device=device)
+    with np.errstate(over='ignore', invalid='ignore'):  # a divergence is reported
+        info = train.fit(model, *std['train'], *std['val'], epochs=point['epochs'],
+                         batchsize=point['batchsize'], lr=point['lr'],
+                         lr_final=point['lr_final'], eval_every=point['eval_every'],
+                         seed=point['seed'], device=device)
     model.to_device('@numpy')
     sweep.save_model(model_path(out, point), model, scaler)
     row = dict({k: point[k] for k in KEY}, train_seconds='{:.2f}'.format(
@@ -232,11 +233,12 @@ def write_summary(args, rows, failed):
                       .format(k, len(nll), nll.mean(), nll.std(), nll.mean() - bayes,
                               nll.mean() - gaussian, mse.mean(), sec.mean())] if len(nll) else []
         k, mse = best_k(rows, name, args.mixtures), select(rows, name, 0, 'mse', 'mse')
-        lines += [''] + ['Best K = {} (mean held-out NLL {:.4f}, gap {:+.4f} nats).'.format(
-            k, select(rows, name, k).mean(), select(rows, name, k).mean() - bayes)] * bool(k)
+        lines += [''] + (['Best K = {} (mean held-out NLL {:.4f}, gap {:+.4f} nats).'.format(
+            k, select(rows, name, k).mean(), select(rows, name, k).mean() - bayes)]
+            if k else [])
         lines += ['Least-squares baseline (LeastSquares, same net): held-out MSE {:.4g} ± '
                   '{:.2g} (target units squared), {} runs.'.format(
-                      mse.mean(), mse.std(), len(mse))] * bool(len(mse))
+                      mse.mean(), mse.std(), len(mse))] if len(mse) else []
         lines += ['Failed, excluded from the means and the best K (rerun with '
                   '--retry-failed): `{}`: {}'.format(*f) for f in failed
                   if f[0].startswith(name + '-')] + ['']
