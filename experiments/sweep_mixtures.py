@@ -1,26 +1,21 @@
 """Compare mixture counts K: held-out NLL against the exact Bayes limit.
 
-For each dataset, K and seed, trains an MDN (toy.mdn.MDN) on fixed
-train/validation/test splits, keeps the parameters of the evaluation with the
-best validation NLL, and scores the test NLL in the target's original units
-against datasets.bayes_limit (the lowest achievable) and
-datasets.gaussian_limit (the lowest for a single Gaussian, K = 1). A
-least-squares baseline (toy.mdn.LeastSquares) is trained per dataset and seed.
-
-Each finished run appends one row to results.csv at once, so an interrupted
-sweep resumes where it stopped: rerunning skips the rows already there.
-Then summary.md and the figures are written from the CSV and saved models.
+For each dataset, K and seed, trains an MDN on fixed train/validation/test
+splits, keeps the parameters with the best validation NLL, and scores the test
+NLL in the target's original units against datasets.limits: the Bayes limit
+(the lowest achievable) and the single-Gaussian limit (the lowest for K = 1),
+beside a least-squares baseline. The grid lives in an Optuna study (toy.sweep):
+an SQLite file in --out, or any --storage, shared by every machine that runs
+the same command; each point is trained once and a rerun resumes. results.csv,
+summary.md and the figures are exported from the study at the end.
 
     python experiments/sweep_mixtures.py                       # the full sweep
     python experiments/sweep_mixtures.py --dataset bishop --seeds 1 --mixtures 1 5
+    python experiments/sweep_mixtures.py --storage postgresql://me@db-host/sweep
 """
-import csv
-import hashlib
-import json
-import multiprocessing
+import functools
 import os
 import sys
-import time
 import zlib
 
 import numpy as np
@@ -28,107 +23,75 @@ import numpy as np
 import toy  # noqa: F401  (patches NumPy/Python for chainer before it is imported)
 import chainer
 
-from toy import cli, datasets, mdn, train
+from toy import cli, datasets, files, mdn, plots, sweep, train
 
 DEFAULT_MIXTURES = [1, 2, 3, 4, 5, 6, 8, 12, 16, 24]
 FIELDS = ['dataset', 'direction', 'model', 'k', 'seed', 'config',
           'nll', 'bayes_limit', 'gap_bayes', 'gaussian_limit', 'gap_gaussian',
           'mse', 'val_nll', 'train_seconds', 'epochs', 'best_epoch',
           'iterations', 'device']
-#: Options that change a run's result; a row is reused only if they match.
+#: Options that change a run's result, fingerprinted as its `config`.
 CONFIG_KEYS = ('hidden', 'activation', 'epochs', 'batchsize', 'lr', 'lr_final',
                'train_points', 'val_points', 'test_points', 'eval_every')
-CSV_NAME = 'results.csv'
+KEY = ('dataset', 'direction', 'model', 'k', 'seed', 'config')
+MAX_RUNS = 100000
+#: Stored with the study: a study made by another version is refused.
+STUDY, META = 'mixture-sweep', {'script': 'sweep_mixtures', 'version': 2,
+                                'key': list(KEY), 'config': list(CONFIG_KEYS)}
 
 
 def parse_args(argv=None):
-    parser = cli.ArgumentParser(
-        description='Sweep the number of MDN mixture components K and score '
-                    'the held-out NLL against the exact Bayes limit.')
-    parser.add_argument('--dataset', nargs='+', default=['all'],
-                        metavar='NAME',
-                        help='datasets: {} or all (default: all)'.format(
-                            ', '.join(datasets.NAMES)))
-    parser.add_argument('--mixtures', '-k', nargs='+', type=cli.positive,
-                        default=DEFAULT_MIXTURES, metavar='K',
-                        help='mixture counts (default: {})'.format(
-                            ' '.join(map(str, DEFAULT_MIXTURES))))
-    parser.add_argument('--seeds', type=cli.positive, default=5,
-                        help='seeds 0 .. SEEDS-1 per dataset and K (default: 5)')
-    parser.add_argument('--direction', choices=datasets.DIRECTIONS,
-                        default='inverse',
-                        help='inverse (multi-valued, the published problems) '
-                             'or forward (default: inverse)')
-    parser.add_argument('--hidden', type=cli.positive, default=32,
-                        help='hidden units (default: 32)')
-    parser.add_argument('--activation', choices=sorted(mdn.ACTIVATIONS),
-                        default='tanh', help='hidden activation (default: tanh)')
-    parser.add_argument('--epochs', '-e', type=cli.positive, default=400,
-                        help='passes over the training set (default: 400)')
-    parser.add_argument('--batchsize', '-b', type=cli.positive, default=500,
-                        help='minibatch size (default: 500)')
-    parser.add_argument('--lr', type=positive_float, default=3e-2,
-                        help='initial Adam step size (default: 0.03)')
-    parser.add_argument('--lr-final', type=positive_float, default=1e-4,
-                        help='final step size; it decays geometrically '
-                             '(default: 0.0001)')
-    parser.add_argument('--train-points', type=cli.positive, default=20000,
-                        help='training points (default: 20000)')
-    parser.add_argument('--val-points', type=cli.positive, default=5000,
-                        help='validation points, for model selection '
-                             '(default: 5000)')
-    parser.add_argument('--test-points', type=cli.positive, default=10000,
-                        help='held-out test points (default: 10000)')
-    parser.add_argument('--eval-every', type=cli.positive, default=5,
-                        help='validate every this many epochs (default: 5)')
-    cli.add_device_arguments(parser)
-    parser.add_argument('--jobs', '-j', type=cli.positive,
-                        default=min(2, os.cpu_count() or 1),
-                        help='parallel worker processes (default: 2, or 1 on '
-                             'a one-core machine)')
-    parser.add_argument('--out', '-o', default=os.path.join('results', 'sweep'),
-                        help='output directory (default: results/sweep)')
-    parser.add_argument('--no-figures', action='store_true',
-                        help='write the CSV and summary.md only')
-    args = parser.parse_args(argv)
-
-    names = []
-    for name in args.dataset:
-        if name == 'all':
-            names.extend(datasets.NAMES)
-        elif name in datasets.NAMES:
-            names.append(name)
-        else:
-            parser.error("unknown dataset '{}': choose from {} or all".format(
-                name, ', '.join(datasets.NAMES)))
-    args.dataset = list(dict.fromkeys(names))
+    p = cli.ArgumentParser(description='Sweep the number of MDN mixture '
+                           'components K against the exact Bayes limit.')
+    p.add_argument('--dataset', nargs='+', default=['all'], metavar='NAME',
+                   choices=datasets.NAMES + ('all',),
+                   help='{} or all (default: all)'.format(', '.join(datasets.NAMES)))
+    p.add_argument('--mixtures', '-k', nargs='+', type=cli.positive,
+                   default=DEFAULT_MIXTURES, metavar='K', help='mixture counts')
+    p.add_argument('--direction', choices=datasets.DIRECTIONS, default='inverse',
+                   help='inverse (multi-valued, the published problems) or forward')
+    p.add_argument('--activation', choices=sorted(mdn.ACTIVATIONS), default='tanh')
+    for flag, kind, default, text in (
+            ('--seeds', cli.positive, 5, 'seeds 0 .. SEEDS-1 per dataset and K'),
+            ('--hidden', cli.positive, 32, 'hidden units'),
+            ('--epochs -e', cli.positive, 400, 'passes over the training set'),
+            ('--batchsize -b', cli.positive, 500, 'minibatch size'),
+            ('--lr', positive_float, 3e-2, 'initial Adam step size'),
+            ('--lr-final', positive_float, 1e-4, 'final step size (geometric decay)'),
+            ('--train-points', cli.positive, 20000, 'training points'),
+            ('--val-points', cli.positive, 5000, 'validation points (model selection)'),
+            ('--test-points', cli.positive, 10000, 'held-out test points'),
+            ('--eval-every', cli.positive, 5, 'validate every this many epochs')):
+        p.add_argument(*flag.split(), type=kind, default=default,
+                       help=text + ' (%(default)s)')
+    cli.add_device_arguments(p)
+    p.add_argument('--out', '-o', default=os.path.join('results', 'sweep'),
+                   help='output folder (default: %(default)s)')
+    sweep.add_arguments(p)
+    p.add_argument('--no-figures', action='store_true', help='skip the figures')
+    args = p.parse_args(argv)
+    args.dataset = list(datasets.NAMES if 'all' in args.dataset else
+                        dict.fromkeys(args.dataset))
     args.mixtures = sorted(set(args.mixtures))
-    if args.batchsize > args.train_points:
-        parser.error('--batchsize {} is larger than the {} training points'
-                     .format(args.batchsize, args.train_points))
-    if args.lr_final > args.lr:
-        parser.error('--lr-final {} is larger than --lr {}'.format(
-            args.lr_final, args.lr))
-    if args.eval_every > args.epochs:
-        parser.error('--eval-every {} is more than --epochs {}{}'.format(
-            args.eval_every, args.epochs,
-            ' (--eval-every defaults to {0}): pass --eval-every {1} or less, or '
-            '--epochs {0} or more'.format(parser.get_default('eval_every'),
-                                          args.epochs)
-            if '--eval-every' not in ' '.join(argv if argv is not None
-                                              else sys.argv[1:])
-            else ': pass --eval-every {} or less'.format(args.epochs)))
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        parser.error('--out {} exists and is not a directory'.format(args.out))
-    path = os.path.join(args.out, CSV_NAME)
-    if os.path.isfile(path):
-        with open(path, newline='') as f:
-            header = next(csv.reader(f), None)
-        if header is not None and header != FIELDS:
-            parser.error('{} has other columns than this script writes: '
-                         'choose another --out'.format(path))
-    args.device_spec = args.device
-    args.device = cli.get_device(parser, args.device)
+    for bad, message in (
+            (args.batchsize > args.train_points, '--batchsize {0.batchsize} is '
+             'larger than the {0.train_points} training points'),
+            (args.lr_final > args.lr, '--lr-final {0.lr_final} is larger than --lr '
+             '{0.lr}'),
+            (args.eval_every > args.epochs, '--eval-every {0.eval_every}' + (
+                ' (the default)' if args.eval_every == p.get_default('eval_every')
+                else '') + ' is more than --epochs {0.epochs}: pass --eval-every '
+             '{0.epochs} or less'),
+            (len(args.dataset) * args.seeds * (len(args.mixtures) + 1) > MAX_RUNS,
+             'the grid has more than {} runs: use fewer --seeds or --mixtures'
+             .format(MAX_RUNS))):
+        if bad:
+            p.error(message.format(args))
+    args.device_spec, args.device = args.device, cli.get_device(p, args.device)
+    # Evaluation holds the test set's activations and mixture at once.
+    cli.check_memory(p, 16 * args.test_points * (args.hidden + 3 * args.mixtures[-1]),
+                     args.device, '--test-points, --hidden or --mixtures')
+    sweep.open_from_arguments(p, args, STUDY, META, FIELDS)
     return args
 
 
@@ -144,430 +107,198 @@ positive_float.__name__ = 'positive number'
 
 def config_id(args):
     """Short fingerprint of the options that change a run's result."""
-    blob = json.dumps({key: getattr(args, key) for key in CONFIG_KEYS},
-                      sort_keys=True)
-    return hashlib.sha1(blob.encode()).hexdigest()[:8]
+    return sweep.fingerprint({k: getattr(args, k) for k in CONFIG_KEYS})
 
 
-def data_seeds(name, seed):
-    """Seed sequences of (train, validation, test) for dataset and seed.
-
-    The same for every K and model, so all of them see the same splits;
-    crc32 of the name rather than its position keeps them fixed when
-    datasets are added.
-    """
-    return np.random.SeedSequence([seed, zlib.crc32(name.encode())]).spawn(3)
-
-
-def splits(name, direction, seed, args):
-    """{'train': (x, t), 'val': ..., 'test': ...}, float32 (n, 1) each."""
-    sizes = (args['train_points'], args['val_points'], args['test_points'])
-    return {split: datasets.generate(name, n, np.random.default_rng(s), direction)
-            for split, n, s in zip(('train', 'val', 'test'), sizes,
-                                   data_seeds(name, seed))}
+def grid(args):
+    """The points of this invocation in the order they are trained: seed by
+    seed (a sweep stopped early has whole seeds), largest K first within one
+    (the longest runs start early, so the workers finish together)."""
+    common = dict({k: getattr(args, k) for k in CONFIG_KEYS},
+                  config=config_id(args), direction=args.direction)
+    return [dict(common, dataset=name, model=model, k=k, seed=seed)
+            for seed in range(args.seeds)
+            for k in sorted(args.mixtures + [0], reverse=True)
+            for name in args.dataset for model in ['mse' if k == 0 else 'mdn']]
 
 
-def model_path(out, task):
-    return os.path.join(out, 'models', '{dataset}-{direction}-{model}-k{k}-'
-                        'seed{seed}-{config}.npz'.format(**task))
+def key(point):
+    return '{dataset}-{direction}-{model}-k{k}-seed{seed}-{config}'.format(**point)
 
 
-def build_model(task, rng=None):
-    if task['model'] == 'mse':
-        return mdn.LeastSquares(hidden=task['hidden'],
-                                activation=task['activation'], rng=rng)
-    return mdn.MDN(hidden=task['hidden'], k=task['k'],
-                   activation=task['activation'], rng=rng)
+def model_path(out, point):
+    return os.path.join(out, 'models', key(point) + '.npz')
 
 
-def save_model(path, model, scaler):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    arrays = {'param' + name: chainer.backend.CpuDevice().send(p.array)
-              for name, p in model.namedparams()}
-    arrays.update({'scaler_' + k: v for k, v in scaler.state().items()})
-    tmp = path + '.tmp.npz'
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+def splits(point, seed=None):
+    """{'train': (x, y), 'val': ..., 'test': ...}, float32 (n, 1) each; the
+    same for every K and model (crc32 keeps them when datasets are added)."""
+    seed = point['seed'] if seed is None else seed
+    name, sizes = point['dataset'], (point['train_points'], point['val_points'],
+                                     point['test_points'])
+    seeds = np.random.SeedSequence([seed, zlib.crc32(name.encode())]).spawn(3)
+    return {split: datasets.generate(name, n, np.random.default_rng(s),
+                                     point['direction'])
+            for split, n, s in zip(('train', 'val', 'test'), sizes, seeds)}
 
 
-def load_model(path, task):
-    """(model on the CPU, Standardizer) saved by `save_model`."""
-    model = build_model(task)
-    with np.load(path, allow_pickle=False) as npz:
-        for name, p in model.namedparams():
-            p.array[...] = npz['param' + name]
-        scaler = train.Standardizer.from_state(
-            {k: npz['scaler_' + k] for k in train.Standardizer.KEYS})
-    return model, scaler
+def build_model(point, rng=None):
+    if point['model'] == 'mse':
+        return mdn.LeastSquares(hidden=point['hidden'],
+                                activation=point['activation'], rng=rng)
+    return mdn.MDN(hidden=point['hidden'], k=point['k'],
+                   activation=point['activation'], rng=rng)
 
 
-def run_task(task):
-    """Train one model and score it: the CSV row (a dict)."""
-    device = chainer.get_device(task['device_spec'])
+def run_task(point, out, device_spec):
+    """Train one point and score it: (test NLL or MSE, the CSV row)."""
+    device = chainer.get_device(device_spec)
     device.use()
-    data = splits(task['dataset'], task['direction'], task['seed'], task)
+    data = splits(point)
     scaler = train.Standardizer(*data['train'])
-    std = {s: (scaler.inputs(x), scaler.targets(t)) for s, (x, t) in data.items()}
-    init = np.random.SeedSequence(
-        [task['seed'], zlib.crc32(task['dataset'].encode()), task['k']])
-    model = build_model(task, rng=np.random.default_rng(init))
-    info = train.fit(model, *std['train'], *std['val'], epochs=task['epochs'],
-                     lr=task['lr'], lr_final=task['lr_final'],
-                     batchsize=task['batchsize'], eval_every=task['eval_every'],
-                     seed=task['seed'], device=device)
+    std = {s: (scaler.inputs(x), scaler.targets(y)) for s, (x, y) in data.items()}
+    init = [point['seed'], zlib.crc32(point['dataset'].encode()), point['k']]
+    model = build_model(point, np.random.default_rng(np.random.SeedSequence(init)))
+    with np.errstate(over='ignore', invalid='ignore'):  # a divergence is reported
+        info = train.fit(model, *std['train'], *std['val'], epochs=point['epochs'],
+                         batchsize=point['batchsize'], lr=point['lr'],
+                         lr_final=point['lr_final'], eval_every=point['eval_every'],
+                         seed=point['seed'], device=device)
     model.to_device('@numpy')
-    save_model(model_path(task['out'], task), model, scaler)
-    x_test, t_test = std['test']
-    row = {key: task[key] for key in ('dataset', 'direction', 'model', 'k',
-                                      'seed', 'config')}
-    row.update(train_seconds='{:.2f}'.format(info['seconds']),
-               epochs=task['epochs'], iterations=info['iterations'],
-               best_epoch=info['best_epoch'],
-               device=str(device))
-    scale2 = float(np.prod(scaler.y_scale) ** 2)
-    if task['model'] == 'mse':
-        row['mse'] = '{:.6g}'.format(train.evaluate(model, x_test, t_test) * scale2)
-        return row
-    logits, mu, ln_var = model.mixture(x_test)
-    mean = mdn.mixture_mean(logits, mu)
-    nll = mdn.heldout_nll(model, x_test, t_test) + scaler.log_jacobian
-    row.update(nll='{:.6f}'.format(nll),
-               val_nll='{:.6f}'.format(info['best_val_loss'] + scaler.log_jacobian),
-               bayes_limit='{:.6f}'.format(task['bayes']),
-               gap_bayes='{:.6f}'.format(nll - task['bayes']),
-               gaussian_limit='{:.6f}'.format(task['gaussian']),
-               gap_gaussian='{:.6f}'.format(nll - task['gaussian']),
-               mse='{:.6g}'.format(float(np.mean((mean - t_test) ** 2)) * scale2))
-    return row
+    sweep.save_model(model_path(out, point), model, scaler)
+    row = dict({k: point[k] for k in KEY}, train_seconds='{:.2f}'.format(
+        info['seconds']), epochs=info['epochs'], iterations=info['iterations'],
+        best_epoch=info['best_epoch'], device=str(device))
+    x_test, y_test = std['test']
+    if point['model'] == 'mse':
+        with chainer.no_backprop_mode():
+            mean = model.forward(x_test).array
+    else:
+        logits, mu, _ = model.mixture(x_test)
+        mean = mdn.mixture_mean(logits, mu)
+    # In original units: the squared error scales by the target scale squared.
+    mse = float(np.mean((scaler.untarget(mean) - data['test'][1]) ** 2))
+    row['mse'] = '{:.6g}'.format(mse)
+    if point['model'] == 'mse':
+        return mse, row
+    nll = mdn.heldout_nll(model, x_test, y_test) + scaler.log_jacobian
+    bayes, gaussian = datasets.limits(point['dataset'], point['direction'])
+    row.update({'nll': nll, 'val_nll': info['best_val_loss'] + scaler.log_jacobian,
+                'bayes_limit': bayes, 'gap_bayes': nll - bayes,
+                'gaussian_limit': gaussian, 'gap_gaussian': nll - gaussian})
+    row.update({k: '{:.6f}'.format(v) for k, v in row.items()
+                if k in FIELDS[6:13] and k != 'mse'})
+    return nll, row
 
 
-def read_rows(path):
-    """Complete rows of an earlier run; a line cut short by an interruption is skipped."""
-    if not os.path.isfile(path):
-        return []
-    with open(path, newline='') as f:
-        return [row for row in csv.DictReader(f)
-                if None not in row and None not in row.values()
-                and row.get('device')]
+def parse(row):
+    """A results.csv row with its numbers parsed; ValueError if it is not one."""
+    parsed = dict(row, k=int(row['k']), seed=int(row['seed']),
+                  mse=float(row['mse']), train_seconds=float(row['train_seconds']))
+    if row['model'] == 'mdn':
+        parsed['nll'] = float(row['nll'])
+    if not all(np.isfinite(parsed[f]) for f in ('mse', 'nll') if f in parsed):
+        raise ValueError('non-finite score')
+    return parsed
 
 
-def row_key(row):
-    return (row['dataset'], row['direction'], row['model'], int(row['k']),
-            int(row['seed']), row['config'])
-
-
-def open_csv(path):
-    """Append handle on the CSV, with the header when new; a line an
-    interruption cut short is ended first so the next row starts afresh."""
-    new = not os.path.isfile(path) or os.path.getsize(path) == 0
-    if not new:
-        with open(path, 'rb') as f:
-            f.seek(-1, os.SEEK_END)
-            if f.read(1) != b'\n':
-                with open(path, 'a') as g:
-                    g.write('\n')
-    f = open(path, 'a', newline='')
-    writer = csv.DictWriter(f, fieldnames=FIELDS)
-    if new:
-        writer.writeheader()
-        f.flush()
-    return f, writer
-
-
-class Progress(object):
-    """One-line progress bar over the whole sweep, on stderr."""
-
-    def __init__(self, total, done=0, width=30):
-        self.total, self.done, self.width = total, done, width
-        self.start, self.start_done = time.time(), done
-        self.show('')
-
-    def show(self, last):
-        frac = self.done / self.total if self.total else 1.0
-        fill = int(round(frac * self.width))
-        elapsed = time.time() - self.start
-        ran = self.done - self.start_done
-        eta = (elapsed / ran * (self.total - self.done)) if ran else None
-        sys.stderr.write('\r[{}{}] {}/{} runs  {} elapsed  eta {}  {:<40.40}'.format(
-            '#' * fill, '.' * (self.width - fill), self.done, self.total,
-            clock(elapsed), clock(eta) if eta is not None else '?', last))
-        sys.stderr.flush()
-
-    def step(self, last):
-        self.done += 1
-        self.show(last)
-
-    def close(self):
-        sys.stderr.write('\n')
-
-
-def clock(seconds):
-    seconds = int(round(seconds))
-    return '{}:{:02d}:{:02d}'.format(seconds // 3600, seconds // 60 % 60,
-                                     seconds % 60)
-
-
-def make_tasks(args, limits):
-    config = config_id(args)
-    common = {key: getattr(args, key) for key in CONFIG_KEYS}
-    common.update(config=config, direction=args.direction, out=args.out,
-                  device_spec=args.device_spec)
-    tasks = []
-    for name in args.dataset:
-        for seed in range(args.seeds):
-            tasks.append(dict(common, dataset=name, model='mse', k=0, seed=seed,
-                              bayes=limits[name][0], gaussian=limits[name][1]))
-            for k in args.mixtures:
-                tasks.append(dict(common, dataset=name, model='mdn', k=k,
-                                  seed=seed, bayes=limits[name][0],
-                                  gaussian=limits[name][1]))
-    # Largest K first: the longest runs start early and the pool ends together.
-    tasks.sort(key=lambda t: -t['k'])
-    return tasks
-
-
-def run_sweep(args, tasks, path):
-    done = {row_key(row) for row in read_rows(path)}
-    pending = [t for t in tasks if row_key(t) not in done]
-    progress = Progress(len(tasks), len(tasks) - len(pending))
-    if not pending:
-        progress.close()
-        return
-    f, writer = open_csv(path)
-    pool = None
-    try:
-        if args.jobs > 1 and len(pending) > 1:
-            # One BLAS thread per worker: the workers are the parallelism.
-            os.environ['OMP_NUM_THREADS'] = os.environ['OPENBLAS_NUM_THREADS'] = '1'
-            pool = multiprocessing.get_context('spawn').Pool(
-                min(args.jobs, len(pending)))
-            results = pool.imap_unordered(run_task, pending)
-        else:
-            results = map(run_task, pending)
-        for row in results:
-            writer.writerow(row)
-            f.flush()
-            os.fsync(f.fileno())
-            progress.step('{dataset} {model} K={k} seed={seed}'.format(**row))
-        if pool is not None:
-            pool.close()
-    except KeyboardInterrupt:
-        progress.close()
-        sys.stderr.write('interrupted: finished runs are in {}; rerun the same '
-                         'command to resume\n'.format(path))
-        raise
-    finally:
-        if pool is not None:
-            pool.terminate()
-        f.close()
-    progress.close()
-
-
-def aggregate(rows, name, k, model='mdn', field='nll'):
-    values = np.array([float(r[field]) for r in rows if r['dataset'] == name
-                       and r['model'] == model and int(r['k']) == k])
-    return values
-
-
-def write_summary(args, rows, limits, path):
-    lines = ['# Mixture-count sweep ({} direction)'.format(args.direction), '',
-             'Held-out NLL in nats per point, in the target\'s original units, '
-             'mean ± std over seeds on {} test points; the gap is to the exact '
-             'Bayes limit H(target | input). Models chosen on {} validation '
-             'points; trained on {}. Config `{}`: {}.'.format(
-                 args.test_points, args.val_points, args.train_points,
-                 config_id(args), ', '.join('{}={}'.format(k, getattr(args, k))
-                                            for k in CONFIG_KEYS)), '']
-    for name in args.dataset:
-        bayes, gaussian = limits[name]
-        lines += ['## {}'.format(name), '',
-                  'Bayes limit {:.4f} nats; single-Gaussian limit {:.4f} nats.'
-                  .format(bayes, gaussian), '',
-                  '| K | runs | held-out NLL | gap to Bayes | gap to 1-Gaussian '
-                  '| mixture-mean MSE | train s |',
-                  '|---:|---:|---:|---:|---:|---:|---:|']
-        best = None
-        for k in args.mixtures:
-            nll = aggregate(rows, name, k)
-            if not len(nll):
-                continue
-            mse = aggregate(rows, name, k, field='mse')
-            sec = aggregate(rows, name, k, field='train_seconds')
-            lines.append('| {} | {} | {:.4f} ± {:.4f} | {:+.4f} | {:+.4f} | '
-                         '{:.4g} | {:.1f} |'.format(
-                             k, len(nll), nll.mean(), nll.std(), nll.mean() - bayes,
-                             nll.mean() - gaussian, mse.mean(), sec.mean()))
-            if best is None or nll.mean() < best[1]:
-                best = (k, nll.mean())
-        lines.append('')
-        if best is not None:
-            lines.append('Best K = {} (mean held-out NLL {:.4f}, gap {:+.4f} '
-                         'nats).'.format(best[0], best[1], best[1] - bayes))
-        mse = aggregate(rows, name, 0, model='mse', field='mse')
-        if len(mse):
-            lines.append('Least-squares baseline (LeastSquares, same net): '
-                         'held-out MSE {:.4g} ± {:.2g} (target units squared), '
-                         '{} runs.'.format(mse.mean(), mse.std(), len(mse)))
-        lines.append('')
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        f.write('\n'.join(lines))
-    os.replace(tmp, path)
+def select(rows, name, k, field='nll', model='mdn'):
+    return np.array([r[field] for r in rows if r['dataset'] == name
+                     and r['model'] == model and r['k'] == k])
 
 
 def best_k(rows, name, mixtures):
-    means = [(aggregate(rows, name, k).mean(), k) for k in mixtures
-             if len(aggregate(rows, name, k))]
+    means = [(select(rows, name, k).mean(), k) for k in mixtures
+             if len(select(rows, name, k))]
     return min(means)[1] if means else None
 
 
-def write_figures(args, rows, limits):
-    from toy import plots
-    names = [n for n in args.dataset if len(aggregate(rows, n, args.mixtures[0]))
-             or any(len(aggregate(rows, n, k)) for k in args.mixtures)]
-    if not names:
-        return
-    fig, axes = plots.subplots(1, len(names), width=4.2, height=3.4)
-    for ax, name in zip(axes[0], names):
-        ks = [k for k in args.mixtures if len(aggregate(rows, name, k))]
-        nll = [aggregate(rows, name, k) for k in ks]
-        ax.errorbar(ks, [v.mean() for v in nll], yerr=[v.std() for v in nll],
-                    fmt='o-', capsize=3, label='MDN (mean ± std over seeds)')
-        ax.axhline(limits[name][0], color='k', ls='--', label='Bayes limit')
-        ax.axhline(limits[name][1], color='tab:orange', ls=':',
-                   label='single-Gaussian limit')
-        ax.set(xscale='log', xlabel='mixture components K',
-               ylabel='held-out NLL (nats per point)', title=name)
-        ax.set_xticks(ks)
-        ax.set_xticklabels([str(k) for k in ks])
-        ax.minorticks_off()
-    axes[0][0].legend(fontsize=8)
-    plots.save(fig, os.path.join(args.out, 'nll_vs_k.png'))
-    for name in names:
-        dataset_figures(args, rows, limits, name, plots)
+def write_summary(args, rows, failed):
+    lines = ['# Mixture-count sweep ({} direction)'.format(args.direction), '',
+             "Held-out NLL in nats per point, in the target's original units, mean ± "
+             'std over seeds on {0.test_points} test points; the gap is to the exact '
+             'Bayes limit H(target | input). Models chosen on {0.val_points} '
+             'validation points; trained on {0.train_points}. Config `{1}`: {2}.'.format(
+                 args, config_id(args), ', '.join('{}={}'.format(k, getattr(args, k))
+                                                  for k in CONFIG_KEYS)), '']
+    for name in args.dataset:
+        bayes, gaussian = datasets.limits(name, args.direction)
+        lines += ['## ' + name, '', 'Bayes limit {:.4f} nats; single-Gaussian limit '
+                  '{:.4f} nats.'.format(bayes, gaussian), '', '| K | runs | held-out '
+                  'NLL | gap to Bayes | gap to 1-Gaussian | mixture-mean MSE | train s |',
+                  '|---:|---:|---:|---:|---:|---:|---:|']
+        for k in args.mixtures:
+            nll, mse, sec = (select(rows, name, k, f) for f in ('nll', 'mse', 'train_seconds'))
+            lines += ['| {} | {} | {:.4f} ± {:.4f} | {:+.4f} | {:+.4f} | {:.4g} | {:.1f} |'
+                      .format(k, len(nll), nll.mean(), nll.std(), nll.mean() - bayes,
+                              nll.mean() - gaussian, mse.mean(), sec.mean())] if len(nll) else []
+        k, mse = best_k(rows, name, args.mixtures), select(rows, name, 0, 'mse', 'mse')
+        lines += [''] + (['Best K = {} (mean held-out NLL {:.4f}, gap {:+.4f} nats).'.format(
+            k, select(rows, name, k).mean(), select(rows, name, k).mean() - bayes)]
+            if k else [])
+        lines += ['Least-squares baseline (LeastSquares, same net): held-out MSE {:.4g} ± '
+                  '{:.2g} (target units squared), {} runs.'.format(
+                      mse.mean(), mse.std(), len(mse))] if len(mse) else []
+        lines += ['Failed, excluded from the means and the best K (rerun with '
+                  '--retry-failed): `{}`: {}'.format(*f) for f in failed
+                  if f[0].startswith(name + '-')] + ['']
+    with files.atomic_write(os.path.join(args.out, 'summary.md')) as f:
+        f.write('\n'.join(lines))
 
 
-def saved_model(args, name, model, k, seed=0):
-    task = dict(dataset=name, direction=args.direction, model=model, k=k,
-                seed=seed, config=config_id(args), hidden=args.hidden,
-                activation=args.activation)
-    path = model_path(args.out, task)
-    return load_model(path, task) if os.path.isfile(path) else (None, None)
+def seed0(args, name, model, k, x):
+    """The seed-0 model's output at x (N, 1) in original units: its mixture
+    (logits, mu, ln_var) or least-squares fit; None, with a warning, if its
+    file cannot be used."""
+    point = dict(grid(args)[0], dataset=name, model=model, k=k, seed=0)
+    net = build_model(point)
+    try:
+        scaler = sweep.load_model(model_path(args.out, point), net)
+    except ValueError as e:
+        print('warning: figure without this model: {}'.format(e), file=sys.stderr)
+        return None
+    if model == 'mse':
+        with chainer.no_backprop_mode():
+            return scaler.untarget(net.forward(scaler.inputs(x)).array)
+    logits, mu, ln_var = net.mixture(scaler.inputs(x))
+    scale = scaler.untarget(np.ones(1)) - scaler.untarget(np.zeros(1))
+    return logits, scaler.untarget(mu), ln_var + 2 * np.log(scale)
 
 
-def dataset_figures(args, rows, limits, name, plots):
-    problem = datasets.PROBLEMS[name]
-    data = splits(name, args.direction, 0, vars(args))
-    x, t = data['train']
-    # Every training point would bury the model's samples: show a random
-    # subset (the draws are i.i.d., so the first ones are one).
-    x_show, t_show = x[:3000], t[:3000]
-    inverse = args.direction == 'inverse'
-    x_label = '{} (input)'.format(problem.observed if inverse else problem.latent)
-    t_label = '{} (target)'.format(problem.latent if inverse else problem.observed)
-    x_grid = np.linspace(x.min(), x.max(), 300, dtype=np.float32)
-    span = t.max() - t.min()
-    t_grid = np.linspace(t.min() - 0.05 * span, t.max() + 0.05 * span, 300)
-    rng = np.random.RandomState(0)
-    prefix = os.path.join(args.out, '{}-{}'.format(name, args.direction))
-
-    models = [(k,) + saved_model(args, name, 'mdn', k) for k in args.mixtures]
-    models = [m for m in models if m[1] is not None]
-    cols = min(5, len(models))
-    if models:
-        fig, axes = plots.subplots(-(-len(models) // cols), cols, width=3.0,
-                                   height=2.6, sharex=True, sharey=True)
-        for ax in axes.flat[len(models):]:
-            ax.set_visible(False)
-        for ax, (k, model, scaler) in zip(axes.flat, models):
-            logits, mu, ln_var = model.mixture(scaler.inputs(x_grid[:, None]))
-            samples = scaler.untarget(mdn.sample(logits, mu, ln_var, n=3, rng=rng))
-            plots.scatter_data(ax, x_show, t_show)
-            plots.scatter_samples(ax, x_grid, samples)
-            nll = aggregate(rows, name, k)
-            ax.set_title('K = {}: NLL {:.3f}'.format(k, nll.mean()))
-        for ax in axes[-1]:
-            ax.set_xlabel(x_label)
-        for ax in axes[:, 0]:
-            ax.set_ylabel(t_label)
-        fig.suptitle('{}: data (grey) and 3 MDN samples per x (red), seed 0; '
-                     'Bayes limit {:.3f} nats'.format(name, limits[name][0]))
-        plots.save(fig, prefix + '-samples.png')
-
-    k = best_k(rows, name, args.mixtures)
-    model, scaler = saved_model(args, name, 'mdn', k) if k else (None, None)
-    if model is not None:
-        logits, mu, ln_var = model.mixture(scaler.inputs(x_grid[:, None]))
-        mu = scaler.untarget(mu)
-        ln_var = ln_var + 2 * np.log(scaler.y_scale)
-        fig, axes = plots.subplots(2, 3, width=4.0, height=3.2)
-        plots.mixture_panels(axes[0], x_grid, logits, mu, ln_var, x_label,
-                             t_label, x=x_show, t=t_show)
-        learned = plots.mixture_density(logits, mu, ln_var, t_grid)
-        true = datasets.conditional_density(name, args.direction, x_grid, t_grid)
-        vmax = np.percentile(true, 99)
-        plots.density_image(axes[1][0], x_grid, t_grid, learned, x_label, t_label,
-                            'learned p({}|{}), K = {}'.format(
-                                t_label.split()[0], x_label.split()[0], k),
-                            vmax=vmax)
-        plots.density_image(axes[1][1], x_grid, t_grid, true, x_label, t_label,
-                            'true p({}|{})'.format(t_label.split()[0],
-                                                   x_label.split()[0]), vmax=vmax)
-        ax = axes[1][2]
-        for i, colour in zip(np.linspace(0.2, 0.8, 3) * (len(x_grid) - 1),
-                             ('tab:blue', 'tab:green', 'tab:purple')):
-            i = int(i)
-            ax.plot(t_grid, true[i], color=colour, ls='--')
-            ax.plot(t_grid, learned[i], color=colour,
-                    label='{} = {:.2f}'.format(x_label.split()[0], x_grid[i]))
-        ax.set(xlabel=t_label, ylabel='density', title='slices: learned (solid), '
-               'true (dashed)')
-        ax.legend(fontsize=8)
-        fig.suptitle('{}: best K = {} (seed 0)'.format(name, k))
-        plots.save(fig, prefix + '-best_k.png')
-
-        baseline, b_scaler = saved_model(args, name, 'mse', 0)
-        fig, axes = plots.subplots(1, 1, width=6.0, height=4.2)
-        ax = axes[0][0]
-        plots.scatter_data(ax, x_show, t_show)
-        samples = scaler.untarget(mdn.sample(*model.mixture(
-            scaler.inputs(x_grid[:, None])), n=3, rng=rng))
-        plots.scatter_samples(ax, x_grid, samples,
-                              label='MDN samples (K = {})'.format(k))
-        if baseline is not None:
-            with chainer.no_backprop_mode():
-                fit_line = b_scaler.untarget(baseline.forward(
-                    b_scaler.inputs(x_grid[:, None])).array)
-            ax.plot(x_grid, fit_line, 'b-', lw=2, label='least-squares fit')
-        ax.set(xlabel=x_label, ylabel=t_label,
-               title='{}: least squares averages the branches; the MDN does not'
-               .format(name))
-        ax.legend(loc='best', fontsize=8, markerscale=3)
-        plots.save(fig, prefix + '-mse_vs_mdn.png')
+def draw(args, rows):
+    """nll_vs_k.png, and per problem the figures of its seed-0 models."""
+    problems = []
+    for name in args.dataset:
+        ks = [k for k in args.mixtures if len(select(rows, name, k))]
+        if ks:
+            problems.append(plots.Problem(
+                name, args.direction, ks, [select(rows, name, k) for k in ks],
+                best_k(rows, name, ks), functools.partial(seed0, args, name),
+                splits(dict(grid(args)[0], dataset=name), seed=0)['train']))
+    plots.sweep_figures(args.out, problems)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    os.makedirs(args.out, exist_ok=True)
-    limits = {name: datasets.limits(name, args.direction) for name in args.dataset}
-    path = os.path.join(args.out, CSV_NAME)
-    tasks = make_tasks(args, limits)
-    start = time.time()
-    try:
-        run_sweep(args, tasks, path)
-    except KeyboardInterrupt:
-        return 130
-    config = config_id(args)
-    rows = [r for r in read_rows(path) if r['config'] == config
-            and r['direction'] == args.direction and r['dataset'] in args.dataset
-            and (r['model'] == 'mse' or int(r['k']) in args.mixtures)
-            and int(r['seed']) < args.seeds]
-    write_summary(args, rows, limits, os.path.join(args.out, 'summary.md'))
+    points = grid(args)
+    if not args.report_only:
+        os.environ.setdefault('OMP_NUM_THREADS', '1')  # the workers are the parallelism
+        status = sweep.run(args.url, args.study, points, key, functools.partial(
+            run_task, out=args.out, device_spec=args.device_spec), args.jobs,
+            args.retry_failed)
+        if status:
+            return status
+    rows, failed = sweep.export(args.study, os.path.join(args.out, 'results.csv'),
+                                FIELDS, parse)
+    # This invocation's grid only: other configs and seeds stay in the CSV.
+    rows = [rows[key(p)] for p in points if key(p) in rows]
+    failed = [(key(p), failed[key(p)]) for p in points if key(p) in failed]
+    write_summary(args, rows, failed)
     if not args.no_figures:
-        write_figures(args, rows, limits)
-    print('{} rows in {}; summary.md{} written in {:.0f} s'.format(
-        len(rows), path, '' if args.no_figures else ' and figures',
-        time.time() - start))
+        draw(args, rows)
+    print('{} of {} runs done, {} failed: results.csv, summary.md{} in {}'.format(
+        len(rows), len(points), len(failed), '' if args.no_figures else
+        ', figures', args.out))
     return 0
 
 

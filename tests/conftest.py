@@ -11,3 +11,29 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker('gpu') is not None:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope='session')
+def postgres():
+    """A throwaway PostgreSQL server (tests/pg_server.py) for the session.
+
+    Skipped, with the reason, where none can be started; under CI (CI set)
+    that fails instead: CI must run these tests.
+    """
+    import os
+    import pg_server
+    server = None
+    try:
+        server = pg_server.Server()
+        server.start()
+    except pg_server.Unavailable as e:
+        if server is not None:
+            server.stop()
+        if os.environ.get('CI'):
+            pytest.fail('CI is set but no PostgreSQL server could be started: {}'
+                        .format(e))
+        pytest.skip('no PostgreSQL server could be started: {}'.format(e))
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -4,6 +4,7 @@ All functions draw on matplotlib Axes given to them, so each script lays out
 its own figure. Mixture parameters are NumPy arrays: logits (N, K), mu and
 ln_var (N, K, 1) for a one-dimensional target.
 """
+import collections
 import os
 
 import numpy as np
@@ -125,3 +126,147 @@ def error_map(ax, x1, x2, error, title, vmin, vmax):
                           norm=LogNorm(vmin=vmin, vmax=vmax))
     ax.set(aspect='equal', title=title, xlabel='$x_1$', ylabel='$x_2$')
     return image
+
+
+def nll_against_k(path, panels):
+    """The sweep's summary figure, one panel per problem: held-out NLL against K.
+
+    panels: (title, ks, nll, bayes, gaussian) per problem, with nll a list
+    (one per K) of arrays over seeds, and the two limits in nats per point.
+    """
+    fig, axes = subplots(1, len(panels), width=4.2, height=3.4)
+    for ax, (title, ks, nll, bayes, gaussian) in zip(axes[0], panels):
+        ax.errorbar(ks, [v.mean() for v in nll], yerr=[v.std() for v in nll],
+                    fmt='o-', capsize=3, label='MDN (mean ± std over seeds)')
+        ax.axhline(bayes, color='k', ls='--', label='Bayes limit')
+        ax.axhline(gaussian, color='tab:orange', ls=':',
+                   label='single-Gaussian limit')
+        ax.set(xscale='log', xlabel='mixture components K',
+               ylabel='held-out NLL (nats per point)', title=title)
+        ax.set_xticks(ks)
+        ax.set_xticklabels([str(k) for k in ks])
+        ax.minorticks_off()
+    axes[0][0].legend(fontsize=8)
+    save(fig, path)
+
+
+def samples_grid(path, title, x, t, x_grid, panels, x_label, t_label, cols=5):
+    """MDN samples over the data (x, t), one panel per model.
+
+    panels: (panel title, samples (len(x_grid), S, 1)) per model.
+    """
+    cols = min(cols, len(panels))
+    fig, axes = subplots(-(-len(panels) // cols), cols, width=3.0, height=2.6,
+                         sharex=True, sharey=True)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (panel, samples) in zip(axes.flat, panels):
+        scatter_data(ax, x, t)
+        scatter_samples(ax, x_grid, samples)
+        ax.set_title(panel)
+    for ax in axes[-1]:
+        ax.set_xlabel(x_label)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(t_label)
+    fig.suptitle(title)
+    save(fig, path)
+
+
+def mixture_against_truth(path, title, x, t, x_grid, t_grid, mixture, true,
+                          x_label, t_label):
+    """Two rows: pi_k, mu_k, sigma_k of one model over x_grid (N,); its density
+    p(t|x) as a heat map beside the true one (N, T), and three slices of both.
+
+    mixture: (logits (N, K), mu (N, K, 1), ln_var (N, K, 1)) in original units.
+    """
+    logits, mu, ln_var = mixture
+    t_name, x_name = t_label.split()[0], x_label.split()[0]
+    fig, axes = subplots(2, 3, width=4.0, height=3.2)
+    mixture_panels(axes[0], x_grid, logits, mu, ln_var, x_label, t_label, x=x, t=t)
+    learned = mixture_density(logits, mu, ln_var, t_grid)
+    vmax = np.percentile(true, 99)
+    density_image(axes[1][0], x_grid, t_grid, learned, x_label, t_label,
+                  'learned p({}|{})'.format(t_name, x_name), vmax=vmax)
+    density_image(axes[1][1], x_grid, t_grid, true, x_label, t_label,
+                  'true p({}|{})'.format(t_name, x_name), vmax=vmax)
+    ax = axes[1][2]
+    for i, colour in zip(np.linspace(0.2, 0.8, 3) * (len(x_grid) - 1),
+                         ('tab:blue', 'tab:green', 'tab:purple')):
+        i = int(i)
+        ax.plot(t_grid, true[i], color=colour, ls='--')
+        ax.plot(t_grid, learned[i], color=colour,
+                label='{} = {:.2f}'.format(x_name, x_grid[i]))
+    ax.set(xlabel=t_label, ylabel='density',
+           title='slices: learned (solid), true (dashed)')
+    ax.legend(fontsize=8)
+    fig.suptitle(title)
+    save(fig, path)
+
+
+def fit_against_samples(path, title, x, t, x_grid, samples, fit, x_label,
+                        t_label, sample_label):
+    """The data, MDN samples (len(x_grid), S, 1) and, unless None, a
+    least-squares fit (len(x_grid), 1) over x_grid."""
+    fig, axes = subplots(1, 1, width=6.0, height=4.2)
+    ax = axes[0][0]
+    scatter_data(ax, x, t)
+    scatter_samples(ax, x_grid, samples, label=sample_label)
+    if fit is not None:
+        ax.plot(x_grid, fit, 'b-', lw=2, label='least-squares fit')
+    ax.set(xlabel=x_label, ylabel=t_label, title=title)
+    ax.legend(loc='best', fontsize=8, markerscale=3)
+    save(fig, path)
+
+
+#: One problem of the mixture-count sweep, for `sweep_figures`: its name and
+#: direction, the mixture counts ks with their held-out NLLs (an array over
+#: seeds per K), the best K (or None), output(model, k, x) -> the seed-0
+#: model's mixture (logits, mu, ln_var) or least-squares fit at x (N, 1) in
+#: original units, or None; and its training data (x, t), (N, 1) each.
+Problem = collections.namedtuple('Problem', 'name direction ks nll best output data')
+
+
+def sweep_figures(out, problems):
+    """The mixture-count sweep's figures: nll_vs_k.png (every problem against
+    its limits) and per problem NAME-DIRECTION-samples.png (one panel per K),
+    -best_k.png (the best K's mixture against the true density) and
+    -mse_vs_mdn.png (its samples against the least-squares fit)."""
+    from toy import datasets, mdn  # the model's sampler, the true densities
+    if not problems:
+        return
+    nll_against_k(os.path.join(out, 'nll_vs_k.png'), [
+        (p.name, p.ks, p.nll) + datasets.limits(p.name, p.direction)
+        for p in problems])
+    for p in problems:
+        problem, inverse = datasets.PROBLEMS[p.name], p.direction == 'inverse'
+        labels = ('{} (input)'.format(problem.observed if inverse else problem.latent),
+                  '{} (target)'.format(problem.latent if inverse else problem.observed))
+        x, t = p.data
+        x_grid = np.linspace(x.min(), x.max(), 300, dtype=np.float32)
+        t_grid = np.linspace(t.min() - 0.05 * np.ptp(t), t.max() + 0.05 * np.ptp(t),
+                             300)
+        mixtures = {k: p.output('mdn', k, x_grid[:, None]) for k in p.ks}
+        rng = np.random.RandomState(0)
+        samples = {k: mdn.sample(*m, n=3, rng=rng) for k, m in mixtures.items()
+                   if m is not None}
+        # Every training point would bury the samples: the draws are i.i.d.,
+        # so the first 3,000 are a random subset.
+        x, t = x[:3000], t[:3000]
+        prefix = os.path.join(out, '{}-{}-'.format(p.name, p.direction))
+        bayes = datasets.limits(p.name, p.direction)[0]
+        if samples:
+            samples_grid(prefix + 'samples.png', '{}: data (grey) and 3 MDN samples '
+                         'per x (red), seed 0; Bayes limit {:.3f} nats'.format(
+                             p.name, bayes), x, t, x_grid,
+                         [('K = {}: NLL {:.3f}'.format(k, nll.mean()), samples[k])
+                          for k, nll in zip(p.ks, p.nll) if k in samples], *labels)
+        if p.best not in samples:
+            continue
+        mixture_against_truth(
+            prefix + 'best_k.png', '{}: best K = {} (seed 0)'.format(p.name, p.best),
+            x, t, x_grid, t_grid, mixtures[p.best],
+            datasets.conditional_density(p.name, p.direction, x_grid, t_grid), *labels)
+        fit_against_samples(prefix + 'mse_vs_mdn.png', '{}: least squares averages '
+                            'the branches; the MDN does not'.format(p.name), x, t,
+                            x_grid, samples[p.best], p.output('mse', 0, x_grid[:, None]),
+                            *labels, 'MDN samples (K = {})'.format(p.best))
