@@ -191,3 +191,26 @@ def test_mixture_kl_matches_scipy_optimisation():
     em = datasets._mixture_kl(a, omega, log_p, 2, restarts=3, iterations=3000,
                               seed=0)[0]
     assert em == pytest.approx(best, abs=1e-3)
+
+
+@pytest.mark.parametrize('name', ['worldmodels', 'bishop'])
+def test_default_resolution_is_converged(name):
+    # The limits the sweep reports use the default resolution: it must sit
+    # on the converged value, not merely near a coarser one.
+    assert np.allclose(datasets.limits(name), datasets.limits(name, resolution=64),
+                       atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize('name', ['worldmodels', 'bishop'])
+def test_conditional_density_vanishes_off_the_support(name):
+    problem = datasets.PROBLEMS[name]
+    x = np.array([0.0, 0.3])
+    # Outside the latent's range: the likelihood alone (periodic in
+    # worldmodels) would put mass there.
+    beyond = np.array([problem.lo - 0.5, problem.lo - 1e-3, problem.hi + 1e-3,
+                       problem.hi + 0.5])
+    assert np.all(datasets.conditional_density(name, 'inverse', x, beyond) == 0)
+    # Inside the range, exactly where p(x | t) = 0.
+    t = np.linspace(problem.lo, problem.hi, 2001)
+    p = datasets.conditional_density(name, 'inverse', x, t)
+    assert np.array_equal(p > 0, problem.likelihood(x[:, None], t[None, :]) > 0)
