@@ -16,7 +16,6 @@ traffic and which by something else (launches, a poor kernel).
 
     python experiments/profile_step.py --gpu 0 --batch-sizes 100000 1048576
 """
-import json
 import os
 import statistics
 import sys

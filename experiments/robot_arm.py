@@ -21,8 +21,6 @@ most probable component's mean, and the mixture's mean), as Bishop measures
 it; how often a prediction pairs theta1 of one branch with theta2 of the
 other. Writes metrics.json, results.md and figures to --out.
 """
-import argparse
-import math
 import os
 import sys
 import time
@@ -43,17 +41,6 @@ COLOURS = {'least_squares': 'tab:blue', 'per_dimension': 'tab:orange',
            'joint_diag': 'tab:red', 'joint_full': 'tab:green'}
 
 
-def positive_float(text):
-    """argparse type: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError('{!r} is not a number'.format(text))
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError('{} is not a finite number > 0'.format(text))
-    return value
-
-
 def make_parser():
     parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
     cli.add_device_arguments(parser)
@@ -67,7 +54,7 @@ def make_parser():
                         help='validation points, for model selection (default: 5000)')
     parser.add_argument('--test-points', type=cli.positive, default=10000,
                         help='test points (default: 10000)')
-    parser.add_argument('--noise', type=positive_float, default=0.01,
+    parser.add_argument('--noise', type=cli.positive_float, default=0.01,
                         help='standard deviation of the noise on x (default: 0.01)')
     parser.add_argument('--mixtures', '-k', type=cli.positive, default=5,
                         help='components K, per dimension for the '
@@ -78,9 +65,9 @@ def make_parser():
                         help='training epochs (default: 100)')
     parser.add_argument('--batchsize', '-b', type=cli.positive, default=250,
                         help='minibatch size (default: 250)')
-    parser.add_argument('--lr', type=positive_float, default=0.01,
+    parser.add_argument('--lr', type=cli.positive_float, default=0.01,
                         help='initial Adam step size (default: 0.01)')
-    parser.add_argument('--lr-final', type=positive_float, default=1e-4,
+    parser.add_argument('--lr-final', type=cli.positive_float, default=1e-4,
                         help='final step size, reached by geometric decay '
                              '(default: 1e-4)')
     parser.add_argument('--grid', type=cli.at_least(8), default=160,

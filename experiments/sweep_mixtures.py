@@ -56,8 +56,8 @@ def parse_args(argv=None):
             ('--hidden', cli.positive, 32, 'hidden units'),
             ('--epochs -e', cli.positive, 400, 'passes over the training set'),
             ('--batchsize -b', cli.positive, 500, 'minibatch size'),
-            ('--lr', positive_float, 3e-2, 'initial Adam step size'),
-            ('--lr-final', positive_float, 1e-4, 'final step size (geometric decay)'),
+            ('--lr', cli.positive_float, 3e-2, 'initial Adam step size'),
+            ('--lr-final', cli.positive_float, 1e-4, 'final step size (geometric decay)'),
             ('--train-points', cli.positive, 20000, 'training points'),
             ('--val-points', cli.positive, 5000, 'validation points (model selection)'),
             ('--test-points', cli.positive, 10000, 'held-out test points'),
@@ -93,16 +93,6 @@ def parse_args(argv=None):
                      args.device, '--test-points, --hidden or --mixtures')
     sweep.open_from_arguments(p, args, STUDY, META, FIELDS)
     return args
-
-
-def positive_float(text):
-    value = float(text)
-    if not (np.isfinite(value) and value > 0):
-        raise ValueError(text)
-    return value
-
-
-positive_float.__name__ = 'positive number'
 
 
 def config_id(args):

@@ -1,5 +1,6 @@
 """Command-line plumbing shared by the scripts: one-line errors, device, seeds, --out, sizes."""
 import argparse
+import math
 import os
 import re
 import tempfile
@@ -70,6 +71,17 @@ def at_least(minimum):
 
 
 positive = at_least(1)
+
+
+def positive_float(text):
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError('{!r} is not a number'.format(text))
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError('{} is not a finite number > 0'.format(text))
+    return value
 
 #: NumPy's legacy RandomState (and so CuPy's) takes seeds in [0, 2**32 - 1].
 MAX_SEED = 2 ** 32 - 1
