@@ -43,13 +43,9 @@ def timed(commands):
 
 def main(out=os.path.join('results', 'sweep')):
     base = [sys.executable, SCRIPT] + SUBSET
-    server = None
     try:
-        server = pg_server.Server()
-        server.start()
+        server = pg_server.started()
     except pg_server.Unavailable as e:
-        if server is not None:
-            server.stop()
         raise SystemExit('sweep_scaleout.py: {}'.format(e))
     times, loads = {}, []
     try:

@@ -22,13 +22,9 @@ def postgres():
     """
     import os
     import pg_server
-    server = None
     try:
-        server = pg_server.Server()
-        server.start()
+        server = pg_server.started()
     except pg_server.Unavailable as e:
-        if server is not None:
-            server.stop()
         if os.environ.get('CI'):
             pytest.fail('CI is set but no PostgreSQL server could be started: {}'
                         .format(e))

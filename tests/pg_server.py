@@ -94,3 +94,14 @@ class Server(object):
             if self.started:
                 self.run('pg_ctl', '-D', self.data, '-m', 'immediate', '-w', 'stop')
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def started():
+    """A running Server, or Unavailable (saying why) with nothing left behind."""
+    server = Server()
+    try:
+        server.start()
+    except Unavailable:
+        server.stop()
+        raise
+    return server
