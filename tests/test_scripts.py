@@ -15,8 +15,7 @@ def load(name):
     return module
 
 
-SCRIPTS = {name: load(name) for name in ('bishop_demmdn1', 'otoro_2015', 'benchmark',
-                                         'sweep_mixtures')}
+SCRIPTS = {name: load(name) for name in ('bishop_demmdn1', 'otoro_2015', 'benchmark')}
 
 
 def refused(script, argv, capsys):
@@ -67,16 +66,3 @@ def test_defaults_fit_in_memory(tmp_path):
     for script in ('bishop_demmdn1', 'otoro_2015', 'benchmark'):
         SCRIPTS[script].parse_args(['--out', str(tmp_path / script)])
     assert os.listdir(str(tmp_path)) == []
-
-
-def test_sweep_epochs_below_the_default_eval_every_names_the_default(capsys, tmp_path):
-    with pytest.raises(SystemExit):
-        SCRIPTS['sweep_mixtures'].parse_args(['--epochs', '3', '--out', str(tmp_path)])
-    err = capsys.readouterr().err
-    assert ('--eval-every 5 is more than --epochs 3 (--eval-every defaults to 5): '
-            'pass --eval-every 3 or less, or --epochs 5 or more') in err
-    with pytest.raises(SystemExit):
-        SCRIPTS['sweep_mixtures'].parse_args(['--epochs', '3', '--eval-every', '4',
-                                              '--out', str(tmp_path)])
-    assert ('--eval-every 4 is more than --epochs 3: pass --eval-every 3 or less'
-            in capsys.readouterr().err)

@@ -114,7 +114,9 @@ def test_bad_arguments_exit_2_with_one_line(argv, tmp_path, capsys):
 def test_default_eval_every_above_epochs_says_what_to_pass(capsys):
     with pytest.raises(SystemExit):
         sweep.main(['--epochs', '3'])
-    assert '(the default)' in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert ('--eval-every 5 (the default) is more than --epochs 3: pass '
+            '--eval-every 3 or less') in err
 
 
 @pytest.mark.parametrize('content', [b'a,b\n1,2\n', b'\xff\xfe k=abc\n'])
