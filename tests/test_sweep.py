@@ -319,6 +319,20 @@ def test_two_invocations_train_each_point_once(tmp_path):
     assert len(rows) == 8 and len({sweep.key(r) for r in rows}) == 8
 
 
+def test_point_claimed_elsewhere_after_the_read_keeps_the_worker_waiting(tmp_path):
+    """A worker reads a point as WAITING, another machine claims it before this
+    one can: the worker must wait for it, not end and export a table without it
+    (which the two-machine PostgreSQL test once caught)."""
+    url = 'sqlite:///' + str(tmp_path / 'study.db')
+    study = engine.open_study(engine.connect(url), 'race', {'script': 'test'})
+    engine.enqueue(study, [{'k': 1}], key=lambda p: 'p1')
+    read = study.get_trials(deepcopy=False)
+    assert study._storage.set_trial_state_values(read[0]._trial_id,
+                                                 optuna.trial.TrialState.RUNNING)
+    study.get_trials = lambda deepcopy=True, states=None: read
+    assert engine._claim(study, ['p1']) == (None, True)
+
+
 def test_killed_worker_is_recovered_without_loss_or_duplicate(tmp_path):
     argv = TINY + ['--mixtures', '1', '2', '3', '--epochs', '40',
                    '--train-points', '1000', '--jobs', '1', '--no-figures']

@@ -253,8 +253,10 @@ class _Heartbeat(threading.Thread):
 def _claim(study, keys):
     """Claim a WAITING trial of `keys` (in their order); None if there is none.
 
-    Returns (trial, busy): busy is whether any of keys is still RUNNING
-    elsewhere, so the caller waits for it (it may die and come back).
+    Returns (trial, busy): busy is whether any of keys is not done yet, so
+    the caller looks again. A key read as WAITING may have been claimed by
+    another worker after the read, and one RUNNING elsewhere may die and come
+    back: either way this invocation must not end (and export) without it.
     """
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
@@ -276,7 +278,7 @@ def _claim(study, keys):
         except optuna.exceptions.UpdateFinishedTrialError:
             continue
     owned = owners(trials)
-    return None, any(owned[k].state == TrialState.RUNNING
+    return None, any(owned[k].state in (TrialState.RUNNING, TrialState.WAITING)
                      for k in keys if k in owned)
 
 
