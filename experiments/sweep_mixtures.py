@@ -14,6 +14,8 @@ summary.md and the figures are exported from the study at the end.
     python experiments/sweep_mixtures.py --storage postgresql://me@db-host/sweep
 """
 import functools
+import json
+import math
 import os
 import sys
 import zlib
@@ -35,6 +37,7 @@ CONFIG_KEYS = ('hidden', 'activation', 'epochs', 'batchsize', 'lr', 'lr_final',
                'train_points', 'val_points', 'test_points', 'eval_every')
 KEY = ('dataset', 'direction', 'model', 'k', 'seed', 'config')
 MAX_RUNS = 100000
+FLOOR_FILE = 'mixture_floor.json'
 #: Stored with the study: a study made by another version is refused.
 STUDY, META = 'mixture-sweep', {'script': 'sweep_mixtures', 'version': 2,
                                 'key': list(KEY), 'config': list(CONFIG_KEYS)}
@@ -51,9 +54,10 @@ def parse_args(argv=None):
     p.add_argument('--direction', choices=datasets.DIRECTIONS, default='inverse',
                    help='inverse (multi-valued, the published problems) or forward')
     p.add_argument('--activation', choices=sorted(mdn.ACTIVATIONS), default='tanh')
+    p.add_argument('--hidden', type=cli.positive, nargs='+', default=[32],
+                   metavar='UNITS', help='hidden units, one number per layer (32)')
     for flag, kind, default, text in (
             ('--seeds', cli.positive, 5, 'seeds 0 .. SEEDS-1 per dataset and K'),
-            ('--hidden', cli.positive, 32, 'hidden units'),
             ('--epochs -e', cli.positive, 400, 'passes over the training set'),
             ('--batchsize -b', cli.positive, 500, 'minibatch size'),
             ('--lr', cli.positive_float, 3e-2, 'initial Adam step size'),
@@ -69,10 +73,14 @@ def parse_args(argv=None):
                    help='output folder (default: %(default)s)')
     sweep.add_arguments(p)
     p.add_argument('--no-figures', action='store_true', help='skip the figures')
+    p.add_argument('--no-floor', action='store_true', help='skip the K-mixture '
+                   'floors (computed once per problem and K, then kept in '
+                   'OUT/{}; K = 12 takes about 40 s)'.format(FLOOR_FILE))
     args = p.parse_args(argv)
     args.dataset = list(datasets.NAMES if 'all' in args.dataset else
                         dict.fromkeys(args.dataset))
     args.mixtures = sorted(set(args.mixtures))
+    args.hidden = mdn.hidden_option(args.hidden)
     for bad, message in (
             (args.batchsize > args.train_points, '--batchsize {0.batchsize} is '
              'larger than the {0.train_points} training points'),
@@ -89,7 +97,8 @@ def parse_args(argv=None):
             p.error(message.format(args))
     args.device_spec, args.device = args.device, cli.get_device(p, args.device)
     # Evaluation holds the test set's activations and mixture at once.
-    cli.check_memory(p, 16 * args.test_points * (args.hidden + 3 * args.mixtures[-1]),
+    cli.check_memory(p, 16 * args.test_points * (
+        sum(mdn.hidden_widths(args.hidden)) + 3 * args.mixtures[-1]),
                      args.device, '--test-points, --hidden or --mixtures')
     sweep.open_from_arguments(p, args, STUDY, META, FIELDS)
     return args
@@ -203,11 +212,41 @@ def best_k(rows, name, mixtures):
     return min(means)[1] if means else None
 
 
-def write_summary(args, rows, failed):
+def floors(args):
+    """{(dataset, K): its K-mixture floor} in nats above the Bayes limit
+    (datasets.mixture_floor), for this invocation's problems and K; {} with
+    --no-floor. Each is computed once and kept in OUT/FLOOR_FILE."""
+    if args.no_floor:
+        return {}
+    path = os.path.join(args.out, FLOOR_FILE)
+    try:
+        with open(path) as f:
+            kept = json.load(f)
+    except (OSError, ValueError):  # none yet, or damaged: computed again
+        kept = {}
+    kept = kept if isinstance(kept, dict) else {}
+    found = {}
+    for name in args.dataset:
+        for k in args.mixtures:
+            label = '{}-{}-k{}'.format(name, args.direction, k)
+            value = kept.get(label)
+            if not (isinstance(value, float) and math.isfinite(value) and value >= 0):
+                print('computing the {}-component mixture floor of {} (kept in {})'
+                      .format(k, name, path), file=sys.stderr)
+                value = kept[label] = datasets.mixture_floor(name, k, args.direction)
+            found[name, k] = value
+    files.write_json(path, kept)
+    return found
+
+
+def write_summary(args, rows, failed, floor):
     lines = ['# Mixture-count sweep ({} direction)'.format(args.direction), '',
              "Held-out NLL in nats per point, in the target's original units, mean ± "
              'std over seeds on {0.test_points} test points; the gap is to the exact '
-             'Bayes limit H(target | input). Models chosen on {0.val_points} '
+             'Bayes limit H(target | input). The K-floor is the lowest gap any '
+             'K-component mixture can reach (fitted to the true density at each '
+             'input, `datasets.mixture_floor`): the mixture\'s share of the gap; the '
+             'rest is the network\'s. Models chosen on {0.val_points} '
              'validation points; trained on {0.train_points}. Config `{1}`: {2}.'.format(
                  args, config_id(args), ', '.join('{}={}'.format(k, getattr(args, k))
                                                   for k in CONFIG_KEYS)), '']
@@ -215,12 +254,16 @@ def write_summary(args, rows, failed):
         bayes, gaussian = datasets.limits(name, args.direction)
         lines += ['## ' + name, '', 'Bayes limit {:.4f} nats; single-Gaussian limit '
                   '{:.4f} nats.'.format(bayes, gaussian), '', '| K | runs | held-out '
-                  'NLL | gap to Bayes | gap to 1-Gaussian | mixture-mean MSE | train s |',
-                  '|---:|---:|---:|---:|---:|---:|---:|']
+                  'NLL | gap to Bayes | K-floor (mixture) | network | gap to '
+                  '1-Gaussian | mixture-mean MSE | train s |',
+                  '|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
         for k in args.mixtures:
             nll, mse, sec = (select(rows, name, k, f) for f in ('nll', 'mse', 'train_seconds'))
-            lines += ['| {} | {} | {:.4f} ± {:.4f} | {:+.4f} | {:+.4f} | {:.4g} | {:.1f} |'
-                      .format(k, len(nll), nll.mean(), nll.std(), nll.mean() - bayes,
+            gap = nll.mean() - bayes if len(nll) else None
+            shares = ('{:.4f} | {:+.4f}'.format(floor[name, k], gap - floor[name, k])
+                      if (name, k) in floor else '– | –')
+            lines += ['| {} | {} | {:.4f} ± {:.4f} | {:+.4f} | {} | {:+.4f} | {:.4g} | {:.1f} |'
+                      .format(k, len(nll), nll.mean(), nll.std(), gap, shares,
                               nll.mean() - gaussian, mse.mean(), sec.mean())] if len(nll) else []
         k, mse = best_k(rows, name, args.mixtures), select(rows, name, 0, 'mse', 'mse')
         lines += [''] + (['Best K = {} (mean held-out NLL {:.4f}, gap {:+.4f} nats).'.format(
@@ -255,7 +298,7 @@ def seed0(args, name, model, k, x):
     return logits, scaler.untarget(mu), ln_var + 2 * np.log(scale)
 
 
-def draw(args, rows):
+def draw(args, rows, floor):
     """nll_vs_k.png, and per problem the figures of its seed-0 models."""
     problems = []
     for name in args.dataset:
@@ -263,6 +306,7 @@ def draw(args, rows):
         if ks:
             problems.append(plots.Problem(
                 name, args.direction, ks, [select(rows, name, k) for k in ks],
+                [floor[name, k] for k in ks] if floor else None,
                 best_k(rows, name, ks), functools.partial(seed0, args, name),
                 splits(dict(grid(args)[0], dataset=name), seed=0)['train']))
     plots.sweep_figures(args.out, problems)
@@ -283,9 +327,10 @@ def main(argv=None):
     # This invocation's grid only: other configs and seeds stay in the CSV.
     rows = [rows[key(p)] for p in points if key(p) in rows]
     failed = [(key(p), failed[key(p)]) for p in points if key(p) in failed]
-    write_summary(args, rows, failed)
+    floor = floors(args)
+    write_summary(args, rows, failed, floor)
     if not args.no_figures:
-        draw(args, rows)
+        draw(args, rows, floor)
     print('{} of {} runs done, {} failed: results.csv, summary.md{} in {}'.format(
         len(rows), len(points), len(failed), '' if args.no_figures else
         ', figures', args.out))

@@ -173,6 +173,14 @@ def test_batchsize_equal_to_points_is_accepted(tmp_path):
     assert json.load(open(str(tmp_path / 'metrics.json')))['config']['batchsize'] == 40
 
 
+def test_deeper_net_runs_and_records_its_layers(tmp_path):
+    mdn.main(TINY + ['--hidden', '6', '5', '--activation', 'silu', '--epoch', '2',
+                     '--out', str(tmp_path)])
+    metrics = json.load(open(str(tmp_path / 'metrics.json')))
+    assert metrics['config']['hidden'] == [6, 5]
+    assert np.isfinite(metrics['nll_test'])
+
+
 @pytest.fixture(scope='module')
 def snapshot_run(tmp_path_factory):
     """A finished 2-epoch run of TINY, in a folder of its own."""
@@ -271,6 +279,7 @@ def test_a_bad_snapshot_is_one_line_naming_the_cause(case, snapshot_run, tmp_pat
     (['--loss', 'density'], 'made with --loss fused, this run has density'),
     (['--batchsize', '10'], 'made with --batchsize 20, this run has 10'),
     (['--hidden', '8'], 'made with --hidden 4, this run has 8'),
+    (['--hidden', '4', '4'], 'made with --hidden 4, this run has [4, 4]'),
     (['-k', '3'], 'made with --mixtures 5, this run has 3'),
     (['--points', '60'], 'made with --points 40, this run has 60'),
 ])

@@ -191,3 +191,44 @@ def test_gpu_matches_cpu():
         np.testing.assert_allclose(float(model.loss(gpu.send(x), gpu.send(y)).array),
                                    want, rtol=1e-5)
         assert model.sample(x, n=3).shape == (20, 3, 2)
+
+
+def test_deeper_nets_compute_the_layers_in_turn():
+    """hidden=[a, b]: x -> act(x W1 + b1) -> act(. W2 + b2) -> head, against
+    the same arithmetic in NumPy; parameters named hidden, hidden2, head."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((7, 2)).astype(np.float32)
+    model = mdn.MDN(in_dim=2, out_dim=1, hidden=[5, 4], k=3, activation='silu',
+                    rng=np.random.default_rng(1))
+    assert sorted(n for n, _ in model.namedparams()) == [
+        '/head/W', '/head/b', '/hidden/W', '/hidden/b', '/hidden2/W', '/hidden2/b']
+    h = x
+    for layer in (model.hidden, model.hidden2):
+        h = h @ layer.W.array.T + layer.b.array
+        h = h * special.expit(h)
+    out = h @ model.head.W.array.T + model.head.b.array
+    logits, mu, ln_var = model.mixture(x)
+    np.testing.assert_allclose(logits, out[:, :3], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(mu[:, :, 0], out[:, 3:6], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ln_var[:, :, 0], out[:, 6:], rtol=1e-5, atol=1e-6)
+
+
+def test_silu_gradient():
+    x = np.random.default_rng(2).uniform(-4, 4, (3, 5))
+    gradient_check.check_backward(mdn.silu, x, np.ones_like(x), dtype=np.float64)
+
+
+def test_one_layer_keeps_its_published_initial_weights():
+    """An int and a one-element list build the same net from the same rng."""
+    a = mdn.MDN(hidden=6, k=2, rng=np.random.default_rng(3))
+    b = mdn.MDN(hidden=[6], k=2, rng=np.random.default_rng(3))
+    for (na, pa), (nb, pb) in zip(sorted(a.namedparams()), sorted(b.namedparams())):
+        assert na == nb
+        np.testing.assert_array_equal(pa.array, pb.array)
+    assert mdn.hidden_option([6]) == 6 and mdn.hidden_option([6, 7]) == [6, 7]
+
+
+@pytest.mark.parametrize('hidden', [[], [4, 0], 0, [2.5], True, 'x'])
+def test_bad_hidden_widths_are_refused(hidden):
+    with pytest.raises(ValueError, match='hidden must be'):
+        mdn.MDN(hidden=hidden)

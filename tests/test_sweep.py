@@ -3,6 +3,7 @@ errors, exactly-once training with several workers, crash recovery, failed
 runs, and what the exported table and figures count."""
 import csv
 import importlib.util
+import json
 import os
 import signal
 import subprocess
@@ -27,7 +28,7 @@ spec.loader.exec_module(sweep)
 TINY = ['--dataset', 'bishop', '--mixtures', '1', '2', '--seeds', '1',
         '--epochs', '3', '--eval-every', '1', '--train-points', '200',
         '--val-points', '100', '--test-points', '500', '--batchsize', '100',
-        '--hidden', '8']
+        '--hidden', '8', '--no-floor']
 #: Short heartbeats, so a killed worker's run is stale after 2 s.
 FAST = dict(os.environ, PYTHONPATH=ROOT, TOY_SWEEP_HEARTBEAT='1',
             TOY_SWEEP_GRACE='2', OMP_NUM_THREADS='1')
@@ -191,6 +192,35 @@ def test_tiny_sweep_rows_scores_and_rerun(tmp_path, capsys):
     assert sweep.main(argv) == 0
     assert '3/3' in capsys.readouterr().err and len(trials(out)) == numbers
     assert open(os.path.join(out, 'results.csv')).read() == before
+
+
+def test_summary_splits_the_gap_at_the_k_floor_computed_once(tmp_path, monkeypatch):
+    out = str(tmp_path)
+    argv = [a for a in TINY if a != '--no-floor'] + ['--out', out, '--jobs', '1',
+                                                       '--no-figures']
+    assert sweep.main(argv) == 0
+    kept = json.load(open(os.path.join(out, sweep.FLOOR_FILE)))
+    bayes, gaussian = datasets.limits('bishop', 'inverse')
+    # One component's floor is the single-Gaussian limit; two do better.
+    assert kept['bishop-inverse-k1'] == pytest.approx(gaussian - bayes, abs=2e-3)
+    assert 0 < kept['bishop-inverse-k2'] < kept['bishop-inverse-k1']
+    nll = {int(r['k']): float(r['nll']) for r in read_csv(os.path.join(out, 'results.csv'))
+           if r['model'] == 'mdn'}
+    summary = open(os.path.join(out, 'summary.md')).read()
+    for k in (1, 2):
+        line = next(x for x in summary.splitlines() if x.startswith('| {} | 1 |'.format(k)))
+        cells = [c.strip() for c in line.split('|')[1:-1]]
+        assert float(cells[4]) == pytest.approx(kept['bishop-inverse-k%d' % k], abs=1e-4)
+        assert float(cells[5]) == pytest.approx(nll[k] - bayes - float(cells[4]), abs=2e-4)
+    # Kept: a report does not compute them again; a damaged file is redone.
+    monkeypatch.setattr(datasets, 'mixture_floor', lambda *a: 0.5)
+    assert sweep.main(argv + ['--report-only']) == 0
+    assert json.load(open(os.path.join(out, sweep.FLOOR_FILE))) == kept
+    with open(os.path.join(out, sweep.FLOOR_FILE), 'w') as f:
+        f.write('{"bishop-inverse-k1": NaN, "bishop-inverse-k2": "x"')
+    assert sweep.main(argv + ['--report-only']) == 0
+    assert set(json.load(open(os.path.join(out, sweep.FLOOR_FILE))).values()) == {0.5}
+    assert '| 0.5000 |' in open(os.path.join(out, 'summary.md')).read()
 
 
 def test_scores_in_original_units_match_direct_computation(tmp_path):

@@ -21,8 +21,15 @@ from chainer import backend, initializers
 
 from toy import cli, datasets, files, loss, train
 
+
+def silu(h):
+    """SiLU (swish with beta 1), h sigmoid(h): Chainer 7 has only the
+    learned-beta F.swish, which would add a parameter."""
+    return h * F.sigmoid(h)
+
+
 ACTIVATIONS = {'none': F.identity, 'tanh': F.tanh, 'relu': F.relu,
-               'sigmoid': F.sigmoid}
+               'sigmoid': F.sigmoid, 'silu': silu}
 
 #: Training losses by name: fused (default; log space with closed-form
 #: gradients), log space by autograd, and the post's density form.
@@ -30,22 +37,53 @@ LOSSES = {'fused': loss.nll_fused, 'logspace': loss.nll_logspace,
           'density': loss.nll_density}
 
 
-class OneHiddenLayer(chainer.Chain):
-    """x (N, in_dim) -> Linear -> activation -> Linear -> (N, n_out)."""
+def hidden_widths(hidden):
+    """hidden: units of one hidden layer (an int) or of each layer (a
+    sequence of ints) -> a list of widths; ValueError if not positive ints."""
+    widths = [hidden] if isinstance(hidden, (int, np.integer)) else list(hidden)
+    if not widths or not all(isinstance(w, (int, np.integer))
+                             and not isinstance(w, bool) and w > 0 for w in widths):
+        raise ValueError('hidden must be a positive int or a non-empty sequence of '
+                         'them, not {!r}'.format(hidden))
+    return [int(w) for w in widths]
+
+
+def hidden_option(widths):
+    """The `hidden` value to record for these widths: an int for one layer,
+    so that files written before deeper nets existed still match."""
+    widths = hidden_widths(widths)
+    return widths[0] if len(widths) == 1 else widths
+
+
+class Perceptron(chainer.Chain):
+    """x (N, in_dim) -> (Linear -> activation) per hidden layer -> Linear -> (N, n_out).
+
+    hidden: an int (one layer, as published) or a list of widths. The layers
+    are called hidden, hidden2, hidden3, ..., so a one-layer model keeps the
+    parameter names its saved files use.
+    """
 
     def __init__(self, in_dim, hidden, n_out, activation, rng):
         super().__init__()
+        widths = hidden_widths(hidden)
         self.in_dim, self.activation = in_dim, activation
+        self.layers = ['hidden'] + ['hidden{}'.format(i)
+                                    for i in range(2, len(widths) + 1)]
         with self.init_scope():
-            self.hidden = L.Linear(in_dim, hidden,
-                                   initialW=initializers.LeCunNormal(rng=rng))
-            self.head = L.Linear(hidden, n_out,
+            for name, n_in, n in zip(self.layers, [in_dim] + widths, widths):
+                setattr(self, name, L.Linear(
+                    n_in, n, initialW=initializers.LeCunNormal(rng=rng)))
+            self.head = L.Linear(widths[-1], n_out,
                                  initialW=initializers.LeCunNormal(rng=rng))
 
     def hidden_output(self, x):
-        h = self.hidden(x)
-        # F.identity would add a node, forward and backward, to every step.
-        return h if self.activation == 'none' else ACTIVATIONS[self.activation](h)
+        h = x
+        for name in self.layers:
+            h = getattr(self, name)(h)
+            # F.identity would add a node, forward and backward, to every step.
+            if self.activation != 'none':
+                h = ACTIVATIONS[self.activation](h)
+        return h
 
     def features(self, x):
         return self.head(self.hidden_output(x))
@@ -64,7 +102,7 @@ class OneHiddenLayer(chainer.Chain):
         return checked
 
 
-class MDN(OneHiddenLayer):
+class MDN(Perceptron):
     """Gaussian mixture with K components and diagonal covariance over y (N, D).
 
     ONE Linear head emits K * (1 + 2D) numbers per input (K * 3 when D = 1):
@@ -138,7 +176,7 @@ class MDN(OneHiddenLayer):
         return POINT_ESTIMATES[how](logits, mu)
 
 
-class LeastSquares(OneHiddenLayer):
+class LeastSquares(Perceptron):
     """The baseline: the published `Linear` model, trained by mean squared error."""
 
     def __init__(self, in_dim=1, out_dim=1, hidden=256, activation='none',
@@ -378,8 +416,9 @@ def make_parser():
                         help='minibatch size (default: 100)')
     parser.add_argument('--mixtures', '-k', type=cli.positive, default=5,
                         help='mixture components K (default: 5)')
-    parser.add_argument('--hidden', type=cli.positive, default=256,
-                        help='hidden units (default: 256)')
+    parser.add_argument('--hidden', type=cli.positive, nargs='+', default=[256],
+                        metavar='UNITS', help='hidden units, one number per '
+                        'layer (default: 256, one layer)')
     parser.add_argument('--activation', choices=sorted(ACTIVATIONS),
                         default='none',
                         help='hidden activation; none is the published net '
@@ -416,11 +455,12 @@ def memory_needed(args):
     held-out evaluation (all test points in one pass) or the figures' grid,
     each a hidden layer plus the mixture's (N, K) arrays and their temporaries.
     """
-    k, hidden = args.mixtures, args.hidden
-    params = (2 * hidden + (hidden + 1) * 3 * k) + (3 * hidden + 1)
+    k, widths = args.mixtures, hidden_widths(args.hidden)
+    body = sum((n_in + 1) * n for n_in, n in zip([1] + widths, widths))
+    params = 2 * body + (widths[-1] + 1) * (3 * k + 1)
     rows = max(args.batchsize, args.test_points, args.points)
     return 4 * (4 * params + 2 * (args.points + args.test_points)
-                + rows * 2 * (hidden + 8 * 3 * k))
+                + rows * 2 * (sum(widths) + 8 * 3 * k))
 
 
 def check_args(parser, args):
@@ -429,6 +469,7 @@ def check_args(parser, args):
         parser.error('--batchsize {} is larger than the {} training points: use '
                      'at most --batchsize {}'.format(args.batchsize, args.points,
                                                      args.points))
+    args.hidden = hidden_option(args.hidden)
     cli.check_out(parser, args.out)
     if args.resume is not None and not os.path.isfile(args.resume):
         parser.error('--resume {}: not a file'.format(args.resume))

@@ -131,13 +131,17 @@ def error_map(ax, x1, x2, error, title, vmin, vmax):
 def nll_against_k(path, panels):
     """The sweep's summary figure, one panel per problem: held-out NLL against K.
 
-    panels: (title, ks, nll, bayes, gaussian) per problem, with nll a list
-    (one per K) of arrays over seeds, and the two limits in nats per point.
+    panels: (title, ks, nll, floor, bayes, gaussian) per problem, with nll a
+    list (one per K) of arrays over seeds, floor None or the K-mixture floors'
+    gaps (one per K), and the two limits in nats per point.
     """
     fig, axes = subplots(1, len(panels), width=4.2, height=3.4)
-    for ax, (title, ks, nll, bayes, gaussian) in zip(axes[0], panels):
+    for ax, (title, ks, nll, floor, bayes, gaussian) in zip(axes[0], panels):
         ax.errorbar(ks, [v.mean() for v in nll], yerr=[v.std() for v in nll],
                     fmt='o-', capsize=3, label='MDN (mean ± std over seeds)')
+        if floor is not None:
+            ax.plot(ks, bayes + np.asarray(floor), 's-', color='tab:green', ms=4,
+                    label='K-mixture floor')
         ax.axhline(bayes, color='k', ls='--', label='Bayes limit')
         ax.axhline(gaussian, color='tab:orange', ls=':',
                    label='single-Gaussian limit')
@@ -220,10 +224,10 @@ def fit_against_samples(path, title, x, t, x_grid, samples, fit, x_label,
 
 #: One problem of the mixture-count sweep, for `sweep_figures`: its name and
 #: direction, the mixture counts ks with their held-out NLLs (an array over
-#: seeds per K), the best K (or None), output(model, k, x) -> the seed-0
+#: seeds per K) and K-mixture floors (a gap per K, or None), the best K (or None), output(model, k, x) -> the seed-0
 #: model's mixture (logits, mu, ln_var) or least-squares fit at x (N, 1) in
 #: original units, or None; and its training data (x, t), (N, 1) each.
-Problem = collections.namedtuple('Problem', 'name direction ks nll best output data')
+Problem = collections.namedtuple('Problem', 'name direction ks nll floor best output data')
 
 
 def sweep_figures(out, problems):
@@ -235,7 +239,7 @@ def sweep_figures(out, problems):
     if not problems:
         return
     nll_against_k(os.path.join(out, 'nll_vs_k.png'), [
-        (p.name, p.ks, p.nll) + datasets.limits(p.name, p.direction)
+        (p.name, p.ks, p.nll, p.floor) + datasets.limits(p.name, p.direction)
         for p in problems])
     for p in problems:
         problem, inverse = datasets.PROBLEMS[p.name], p.direction == 'inverse'
