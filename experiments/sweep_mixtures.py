@@ -75,7 +75,9 @@ def parse_args(argv=None):
     p.add_argument('--no-figures', action='store_true', help='skip the figures')
     p.add_argument('--no-floor', action='store_true', help='skip the K-mixture '
                    'floors (computed once per problem and K, then kept in '
-                   'OUT/{}; K = 12 takes about 40 s)'.format(FLOOR_FILE))
+                   '--floor-file; K = 12 takes about 40 s)')
+    p.add_argument('--floor-file', metavar='PATH', help='where the floors are '
+                   'kept (default: OUT/{})'.format(FLOOR_FILE))
     args = p.parse_args(argv)
     args.dataset = list(datasets.NAMES if 'all' in args.dataset else
                         dict.fromkeys(args.dataset))
@@ -215,10 +217,10 @@ def best_k(rows, name, mixtures):
 def floors(args):
     """{(dataset, K): its K-mixture floor} in nats above the Bayes limit
     (datasets.mixture_floor), for this invocation's problems and K; {} with
-    --no-floor. Each is computed once and kept in OUT/FLOOR_FILE."""
+    --no-floor. Each is computed once and kept in --floor-file."""
     if args.no_floor:
         return {}
-    path = os.path.join(args.out, FLOOR_FILE)
+    path = args.floor_file or os.path.join(args.out, FLOOR_FILE)
     try:
         with open(path) as f:
             kept = json.load(f)
@@ -234,8 +236,8 @@ def floors(args):
                 print('computing the {}-component mixture floor of {} (kept in {})'
                       .format(k, name, path), file=sys.stderr)
                 value = kept[label] = datasets.mixture_floor(name, k, args.direction)
+                files.write_json(path, kept)  # each as it comes: they are slow
             found[name, k] = value
-    files.write_json(path, kept)
     return found
 
 

@@ -1,0 +1,154 @@
+"""How close to the Bayes limit the MDN gets, and what the network costs.
+
+A ladder of networks, each trained alike on the three inverse problems with
+K = 12 components (whose mixture floor is about 0.02 nats on each), over
+--seeds seeds, by the mixture-count sweep (experiments/sweep_mixtures.py,
+so its workers, storage, resume and --gpu 0 apply). Each rung is a sweep of
+its own in OUT/NAME (results.csv, summary.md with the K-floor split, figures);
+OUT/summary.md then puts the rungs side by side: held-out NLL, its gap to
+the Bayes limit and to the K-mixture floor, and the training time.
+
+    python experiments/close_the_gap.py                  # every rung, 3 seeds
+    python experiments/close_the_gap.py --rungs deep256 --gpu 0
+    python experiments/close_the_gap.py --report-only    # redraw the table
+"""
+import importlib.util
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+import toy  # noqa: F401  (patches NumPy/Python for chainer before it is imported)
+from toy import cli, datasets, files, sweep
+
+_spec = importlib.util.spec_from_file_location(
+    'sweep_mixtures', os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                   'sweep_mixtures.py'))
+sweep_mixtures = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(sweep_mixtures)
+
+K = 12
+WALL_TIME = 'wall_time.json'
+#: Every rung trains alike: 100,000 fixed training points, 60 epochs of
+#: batches of 1,024 (5,880 Adam steps), the step size decaying 3e-3 -> 3e-5.
+TRAINING = ['--mixtures', str(K), '--train-points', '100000', '--val-points', '5000',
+            '--test-points', '10000', '--epochs', '60', '--batchsize', '1024',
+            '--lr', '3e-3', '--lr-final', '3e-5', '--eval-every', '2']
+#: name: (what it is, its sweep options).
+RUNGS = {
+    'small': ('1 layer of 32 tanh (the sweep\'s default net)',
+              ['--hidden', '32', '--activation', 'tanh']),
+    'deep128': ('3 layers of 128 SiLU', ['--hidden', '128', '128', '128',
+                                         '--activation', 'silu']),
+    'deep256': ('3 layers of 256 SiLU', ['--hidden', '256', '256', '256',
+                                         '--activation', 'silu']),
+}
+
+
+def parse_args(argv=None):
+    p = cli.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--rungs', nargs='+', choices=sorted(RUNGS), default=list(RUNGS),
+                   help='which networks (default: all, smallest first)')
+    p.add_argument('--seeds', type=cli.positive, default=3,
+                   help='seeds per problem and network (%(default)s)')
+    p.add_argument('--jobs', '-j', type=cli.positive, default=min(2, os.cpu_count() or 1),
+                   help='worker processes on this machine (%(default)s)')
+    cli.add_device_arguments(p)
+    p.add_argument('--out', '-o', default=os.path.join('results', 'gap'),
+                   help='output folder (default: %(default)s)')
+    p.add_argument('--report-only', action='store_true',
+                   help='write the table from the rungs\' storage; train nothing')
+    p.add_argument('--no-figures', action='store_true',
+                   help='skip the sweeps\' figures')
+    args = p.parse_args(argv)
+    args.rungs = [r for r in RUNGS if r in args.rungs]
+    cli.get_device(p, args.device)
+    cli.check_out(p, args.out)
+    return args
+
+
+def sweep_argv(args, rung):
+    # One file of floors for every rung: they depend on the problem and K only.
+    return TRAINING + RUNGS[rung][1] + [
+        '--seeds', str(args.seeds), '--jobs', str(args.jobs), '--device', args.device,
+        '--out', os.path.join(args.out, rung),
+        '--floor-file', os.path.join(args.out, sweep_mixtures.FLOOR_FILE)]
+
+
+def results(args, rung):
+    """{dataset: (held-out NLLs over seeds, train seconds over seeds)} of a
+    rung's finished runs, and {dataset: its K-floor}."""
+    swept = sweep_mixtures.parse_args(sweep_argv(args, rung) + ['--report-only'])
+    points = [p for p in sweep_mixtures.grid(swept) if p['model'] == 'mdn']
+    rows, _ = sweep.export(swept.study, os.path.join(swept.out, 'results.csv'),
+                           sweep_mixtures.FIELDS, sweep_mixtures.parse)
+    found = {}
+    for name in datasets.NAMES:
+        done = [rows[sweep_mixtures.key(p)] for p in points if p['dataset'] == name
+                and sweep_mixtures.key(p) in rows]
+        found[name] = (np.array([r['nll'] for r in done]),
+                       np.array([r['train_seconds'] for r in done]))
+    floor = sweep_mixtures.floors(swept)
+    return found, {name: floor[name, K] for name in datasets.NAMES}
+
+
+def write_summary(args):
+    lines = ['# Closing the gap to the Bayes limit', '',
+             'K = {} components; held-out NLL on 10,000 test points in nats per point, '
+             'mean ± std over seeds; gaps in nats above the Bayes limit and above the '
+             '{}-component mixture floor (the best any {}-component mixture can do: '
+             'the network\'s share). Target: within 0.05 of the Bayes limit and 0.03 of '
+             'the floor. Training, alike for every net: `{}`. Made by '
+             '`python experiments/close_the_gap.py`{}.'.format(
+                 K, K, K, ' '.join(TRAINING), took(args)), '',
+             '| network | problem | runs | held-out NLL | gap to Bayes | K-floor | '
+             'gap to K-floor | train s per run |', '|---|---|---:|---:|---:|---:|---:|---:|']
+    for rung in args.rungs:
+        found, floor = results(args, rung)
+        for name in datasets.NAMES:
+            nll, sec = found[name]
+            if not len(nll):
+                continue
+            bayes = datasets.limits(name)[0]
+            gap = nll.mean() - bayes
+            lines.append('| {} | {} | {} | {:.4f} ± {:.4f} | {:+.4f}{} | {:.4f} | {:+.4f}{} '
+                         '| {:.0f} |'.format(
+                             RUNGS[rung][0], name, len(nll), nll.mean(), nll.std(), gap,
+                             ' ✓' if gap <= 0.05 else '', floor[name], gap - floor[name],
+                             ' ✓' if gap - floor[name] <= 0.03 else '', sec.mean()))
+    with files.atomic_write(os.path.join(args.out, 'summary.md')) as f:
+        f.write('\n'.join(lines) + '\n')
+
+
+def took(args):
+    """', which took ... on ...', from OUT/wall_time.json if a run wrote it."""
+    try:
+        with open(os.path.join(args.out, WALL_TIME)) as f:
+            wall = json.load(f)
+        return ', which took {:.0f} min for {} with {} worker(s) on {}'.format(
+            wall['seconds'] / 60, ', '.join(wall['rungs']), wall['jobs'], wall['device'])
+    except (OSError, ValueError, KeyError, TypeError):
+        return ''
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if not args.report_only:
+        start = time.time()
+        for rung in args.rungs:
+            status = sweep_mixtures.main(sweep_argv(args, rung) + (
+                ['--no-figures'] if args.no_figures else []))
+            if status:
+                return status
+        files.write_json(os.path.join(args.out, WALL_TIME), {
+            'seconds': round(time.time() - start), 'rungs': args.rungs,
+            'jobs': args.jobs, 'seeds': args.seeds, 'device': args.device})
+    write_summary(args)
+    print('table: {}'.format(os.path.join(args.out, 'summary.md')))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
