@@ -12,16 +12,19 @@ the Bayes limit and to the K-mixture floor, and the training time.
     python experiments/close_the_gap.py --rungs deep256 --gpu 0
     python experiments/close_the_gap.py --report-only    # redraw the table
 """
+import csv
 import importlib.util
 import json
 import os
 import sys
 import time
+import zlib
 
 import numpy as np
+from scipy.special import log_softmax, logsumexp
 
 import toy  # noqa: F401  (patches NumPy/Python for chainer before it is imported)
-from toy import cli, datasets, files, sweep
+from toy import cli, datasets, files, plots, sweep
 
 _spec = importlib.util.spec_from_file_location(
     'sweep_mixtures', os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -31,6 +34,8 @@ _spec.loader.exec_module(sweep_mixtures)
 
 K = 12
 WALL_TIME = 'wall_time.json'
+#: Fresh pairs per problem behind excess_by_input.png.
+PAIRS = 100000
 #: Every rung trains alike: 100,000 fixed training points, 60 epochs of
 #: batches of 1,024 (5,880 Adam steps), the step size decaying 3e-3 -> 3e-5.
 TRAINING = ['--mixtures', str(K), '--train-points', '100000', '--val-points', '5000',
@@ -122,6 +127,43 @@ def write_summary(args):
         f.write('\n'.join(lines) + '\n')
 
 
+def excess_by_input(args, rung, n=PAIRS, bins=20):
+    """Where the network loses, from a rung's seed-0 models: OUT/excess_by_input.csv
+    and .png. Per problem, the inputs of n fresh pairs cut into `bins` bins of
+    equal probability; in each, the mean of log p(y|x) - log q(y|x) (the
+    model's KL from the true p(y|x) there) beside the K-mixture floor at the
+    bin's median input. Problems whose model file is missing are left out."""
+    swept = sweep_mixtures.parse_args(sweep_argv(args, rung) + ['--report-only'])
+    panels, lines = [], []
+    for name in datasets.NAMES:
+        x, y = datasets.generate(name, n, np.random.default_rng(zlib.crc32(name.encode())))
+        mixture = sweep_mixtures.seed0(swept, name, 'mdn', K, x)
+        if mixture is None:
+            continue
+        logits, mu, ln_var = (np.asarray(a, dtype=np.float64) for a in mixture)
+        log_normal = -0.5 * (np.log(2 * np.pi) + ln_var
+                             + (y[:, None, :] - mu) ** 2 / np.exp(ln_var)).sum(-1)
+        log_q = logsumexp(log_softmax(logits, axis=1) + log_normal, axis=1)
+        excess = datasets.conditional_log_density(name, x[:, 0], y[:, 0]) - log_q
+        edges = np.quantile(x[:, 0], np.linspace(0, 1, bins + 1))
+        which = np.clip(np.searchsorted(edges, x[:, 0], side='right') - 1, 0, bins - 1)
+        middle = np.array([np.median(x[which == b, 0]) for b in range(bins)])
+        mean = np.array([excess[which == b].mean() for b in range(bins)])
+        floor = datasets.mixture_floor_at(name, K, middle)[1]
+        panels.append((name, middle, mean, floor, excess.mean()))
+        lines += [[name, '{:.4f}'.format(lo), '{:.4f}'.format(hi), '{:.4f}'.format(m),
+                   '{:.4f}'.format(e), '{:.4f}'.format(f)]
+                  for lo, hi, m, e, f in zip(edges[:-1], edges[1:], middle, mean, floor)]
+    if not panels:
+        return
+    with files.atomic_write(os.path.join(args.out, 'excess_by_input.csv')) as f:
+        writer = csv.writer(f, lineterminator='\n')
+        writer.writerow(['dataset', 'x_from', 'x_to', 'x_median', 'excess', 'k_floor'])
+        writer.writerows(lines)
+    plots.excess_by_input(os.path.join(args.out, 'excess_by_input.png'),
+                          '{}, K = {}, seed 0'.format(RUNGS[rung][0], K), panels)
+
+
 def took(args):
     """', which took ... on ...', from OUT/wall_time.json if a run wrote it."""
     try:
@@ -146,6 +188,7 @@ def main(argv=None):
             'seconds': round(time.time() - start), 'rungs': args.rungs,
             'jobs': args.jobs, 'seeds': args.seeds, 'device': args.device})
     write_summary(args)
+    excess_by_input(args, args.rungs[-1], PAIRS)
     print('table: {}'.format(os.path.join(args.out, 'summary.md')))
     return 0
 

@@ -18,6 +18,7 @@ TINY = ['--train-points', '300', '--val-points', '100', '--test-points', '200',
 @pytest.fixture
 def tiny(monkeypatch):
     monkeypatch.setattr(gap, 'K', 2)
+    monkeypatch.setattr(gap, 'PAIRS', 3000)
     monkeypatch.setattr(gap, 'TRAINING', ['--mixtures', '2'] + TINY)
     monkeypatch.setattr(gap, 'RUNGS', {
         'one': ('1 layer of 4 tanh', ['--hidden', '4', '--activation', 'tanh']),
@@ -48,6 +49,19 @@ def test_table_reports_each_rung_against_its_own_runs_and_the_floors(tiny, tmp_p
             assert float(cells[4]) == pytest.approx(nll.mean() - bayes, abs=1e-4)
             assert float(cells[5]) == 0.25
             assert float(cells[6]) == pytest.approx(nll.mean() - bayes - 0.25, abs=1e-4)
+    # Where the last rung loses: 20 bins per problem, the floor at each bin's input.
+    with open(os.path.join(out, 'excess_by_input.csv'), newline='') as f:
+        bins = list(csv.DictReader(f))
+    for name in gap.datasets.NAMES:
+        mine = [b for b in bins if b['dataset'] == name]
+        x = np.array([float(b['x_median']) for b in mine])
+        assert len(mine) == 20 and np.all(np.diff(x) > 0)
+        np.testing.assert_allclose([float(b['k_floor']) for b in mine],
+                                   gap.datasets.mixture_floor_at(name, 2, x)[1], atol=2e-3)
+        # A tiny net is far from the truth everywhere, on average by about its gap.
+        excess = np.array([float(b['excess']) for b in mine])
+        assert excess.mean() > 0.05
+    assert os.path.isfile(os.path.join(out, 'excess_by_input.png'))
     # The table is redrawn from the storage alone, the same.
     assert gap.main(['--seeds', '2', '--out', out, '--report-only']) == 0
     assert open(os.path.join(out, 'summary.md')).read() == summary

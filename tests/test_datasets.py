@@ -214,3 +214,35 @@ def test_conditional_density_vanishes_off_the_support(name):
     t = np.linspace(problem.lo, problem.hi, 2001)
     p = datasets.conditional_density(name, 'inverse', x, t)
     assert np.array_equal(p > 0, problem.likelihood(x[:, None], t[None, :]) > 0)
+
+
+@pytest.mark.parametrize('name', datasets.NAMES)
+def test_conditional_log_density_at_pairs_is_the_grid_density(name):
+    rng = np.random.default_rng(5)
+    x, y = datasets.generate(name, 40, rng)
+    x, y = x[:, 0].astype(float), y[:, 0].astype(float)
+    grid = datasets.conditional_density(name, 'inverse', x, y)
+    np.testing.assert_allclose(datasets.conditional_log_density(name, x, y),
+                               np.log(np.diag(grid)), rtol=1e-10)
+    # A target outside the latent range is impossible.
+    assert datasets.conditional_log_density(name, x[:1], [1e3])[0] == -np.inf
+
+
+def test_mixture_floor_at_each_input_one_component():
+    """K = 1 at an input: KL = 0.5 log(2 pi e Var(t | x)) - H(t | x), by the
+    midpoint rule on a dense grid of the true density."""
+    x = np.array([0.2, 0.5, 0.9])
+    p_x, kl = datasets.mixture_floor_at('bishop', 1, x, restarts=1)
+    t = np.linspace(0, 1, 200001)[:-1] + 0.5 / 200000
+    dt = 1 / 200000
+    p = datasets.conditional_density('bishop', 'inverse', x, t)
+    p /= p.sum(1, keepdims=True) * dt  # the moments' variance is 4e-4: 1e-5 counts
+    mean = (p * t).sum(1) * dt
+    var = (p * t * t).sum(1) * dt - mean ** 2
+    with np.errstate(divide='ignore', invalid='ignore'):
+        entropy = -np.where(p > 0, p * np.log(p), 0).sum(1) * dt
+    np.testing.assert_allclose(kl, 0.5 * np.log(2 * np.pi * np.e * var) - entropy,
+                               atol=2e-3)
+    assert np.all(p_x > 0)
+    # Outside the support: no density, no loss.
+    assert tuple(np.ravel(datasets.mixture_floor_at('bishop', 2, [5.0]))) == (0.0, 0.0)

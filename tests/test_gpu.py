@@ -37,8 +37,10 @@ def test_loss_and_gradients_match_cpu(gpu, d):
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
 
 
-def test_model_forward_matches_cpu(gpu):
-    model = mdn.MDN(hidden=32, k=4, out_dim=2, activation='tanh',
+@pytest.mark.parametrize('hidden, activation', [(32, 'tanh'), ([16, 16, 16], 'silu'),
+                                                ([16, 16], 'relu')])
+def test_model_forward_matches_cpu(gpu, hidden, activation):
+    model = mdn.MDN(hidden=hidden, k=4, out_dim=2, activation=activation,
                     rng=np.random.default_rng(0))
     x = np.linspace(-1, 1, 50, dtype=np.float32).reshape(-1, 1)
     cpu = model.mixture(x)

@@ -376,25 +376,43 @@ def mixture_floor(name, k, direction='inverse', resolution=16, restarts=3,
     tight in practice: restarts change it by about 1e-3.
     """
     problem = _problem(name, direction)
-    # Uniform noise cuts the density into intervals with hard edges, each
-    # a piece of its own; the Gaussian-noise pieces are fixed and narrow.
-    nodes = max(resolution, 4 * k) if isinstance(problem, UniformNoise) else resolution
     if direction == 'forward':
         if isinstance(problem, NormalNoise):
             return 0.0
         # Uniform noise: KL is invariant to the noise width, so one U(0, 1)
         # stands for every latent.
-        a, w = _piecewise_nodes(np.array([0.0, 1.0]), nodes)
+        a, w = _piecewise_nodes(np.array([0.0, 1.0]), _floor_nodes(problem, k,
+                                                                    resolution))
         return float(_mixture_kl(a[None], w[None], np.zeros((1, a.size)), k,
                                  restarts, iterations, seed)[0])
     x, w_x = _piecewise_nodes(problem.x_breaks(), resolution,
                               smooth_ends=problem.smooth_ends)
-    gap = 0.0
+    p_x, kl = mixture_floor_at(name, k, x, resolution, restarts, iterations, seed)
+    return float(np.sum(w_x * p_x * kl))
+
+
+def _floor_nodes(problem, k, resolution):
+    # Uniform noise cuts the density into intervals with hard edges, each
+    # a piece of its own; the Gaussian-noise pieces are fixed and narrow.
+    return max(resolution, 4 * k) if isinstance(problem, UniformNoise) else resolution
+
+
+def mixture_floor_at(name, k, x, resolution=16, restarts=3, iterations=2000, seed=0):
+    """The inverse problem's K-mixture floor at each input: (p(x), KL), each
+    (M,) for x (M,), where KL = min_q KL(p(target | x) || q) in nats over
+    1-D mixtures q of k Gaussians (see `mixture_floor`, its average over
+    p(x)); 0 where p(x) = 0."""
+    problem = _problem(name, 'inverse')
+    nodes = _floor_nodes(problem, k, resolution)
+    x = np.asarray(x, dtype=float).ravel()
+    p_out, kl_out = np.zeros(x.size), np.zeros(x.size)
     for start in range(0, x.size, 64):
         xs = x[start:start + 64]
         a, f = problem.joint_nodes(xs, nodes)
         p_x = f.sum(-1)
         inside = p_x > 0
+        if not inside.any():
+            continue
         xs, a, f, p_x = xs[inside], a[inside], f[inside], p_x[inside]
         # Nodes that carry no weight in this block only cost time.
         carried = (f > 1e-14 * p_x[:, None]).any(0)
@@ -404,9 +422,10 @@ def mixture_floor(name, k, direction='inverse', resolution=16, restarts=3,
             # p(a | x) = p(x | a) p(a) / p(x), at the nodes.
             log_p = np.log(problem.likelihood(xs[:, None], a)
                            / ((problem.hi - problem.lo) * p_x[:, None]))
-        kl = _mixture_kl(a, omega, log_p, k, restarts, iterations, seed)
-        gap += np.sum(w_x[start:start + 64][inside] * p_x * kl)
-    return float(gap)
+        where = np.arange(start, start + inside.size)[inside]
+        p_out[where] = p_x
+        kl_out[where] = _mixture_kl(a, omega, log_p, k, restarts, iterations, seed)
+    return p_out, kl_out
 
 
 def _mixture_kl(a, omega, log_p, k, restarts, iterations, seed, tol=1e-10):
@@ -475,6 +494,20 @@ def conditional_density(name, direction, inputs, targets,
     joint = problem.likelihood(inputs, targets) * inside / (problem.hi - problem.lo)
     return np.where(p_x > 0, joint / np.where(p_x > 0, p_x, 1.0), 0.0)
 
+
+
+def conditional_log_density(name, inputs, targets, resolution=DEFAULT_RESOLUTION):
+    """True log p(target | input) of the inverse problem at pairs: (M,) for
+    inputs and targets (M,) (`conditional_density` at each pair, not on a
+    grid); -inf where the pair is impossible."""
+    problem = _problem(name, 'inverse')
+    x = np.asarray(inputs, dtype=float).ravel()
+    a = np.asarray(targets, dtype=float).ravel()
+    p_x = problem.moments(x, resolution)[0]
+    joint = problem.likelihood(x, a) * ((a >= problem.lo) & (a <= problem.hi)) / (
+        problem.hi - problem.lo)
+    with np.errstate(divide='ignore', invalid='ignore'):
+        return np.where(p_x > 0, np.log(joint) - np.log(p_x), -np.inf)
 
 # --- Bishop's (1994) second problem: inverse kinematics of a two-link arm ---
 

@@ -154,6 +154,24 @@ def nll_against_k(path, panels):
     save(fig, path)
 
 
+def excess_by_input(path, title, panels):
+    """Where a model loses against the truth, one panel per problem.
+
+    panels: (name, x, excess, floor, total) with x the inputs (bin medians),
+    excess the model's mean log p - log q there, floor the K-mixture floor
+    at x, and total the model's mean excess over all inputs (nats).
+    """
+    fig, axes = subplots(1, len(panels), width=4.2, height=3.2)
+    for ax, (name, x, excess, floor, total) in zip(axes[0], panels):
+        ax.plot(x, excess, 'o-', ms=3, label='network (mean {:.3f})'.format(total))
+        ax.plot(x, floor, 's-', color='tab:green', ms=3, label='K-mixture floor')
+        ax.axhline(0, color='k', lw=0.5)
+        ax.set(xlabel='input', ylabel='KL(p(y|x) || q(y|x)), nats', title=name)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    save(fig, path)
+
+
 def samples_grid(path, title, x, t, x_grid, panels, x_label, t_label, cols=5):
     """MDN samples over the data (x, t), one panel per model.
 
