@@ -73,6 +73,8 @@ def parse_args(argv=None):
                    help='output folder (default: %(default)s)')
     sweep.add_arguments(p)
     p.add_argument('--no-figures', action='store_true', help='skip the figures')
+    p.add_argument('--no-baseline', action='store_true',
+                   help='skip the least-squares runs (they cost an MDN run each)')
     p.add_argument('--no-floor', action='store_true', help='skip the K-mixture '
                    'floors (computed once per problem and K, then kept in '
                    '--floor-file; K = 12 takes about 40 s)')
@@ -119,7 +121,8 @@ def grid(args):
                   config=config_id(args), direction=args.direction)
     return [dict(common, dataset=name, model=model, k=k, seed=seed)
             for seed in range(args.seeds)
-            for k in sorted(args.mixtures + [0], reverse=True)
+            for k in sorted(args.mixtures + ([] if args.no_baseline else [0]),
+                            reverse=True)
             for name in args.dataset for model in ['mse' if k == 0 else 'mdn']]
 
 
@@ -285,6 +288,8 @@ def seed0(args, name, model, k, x):
     """The seed-0 model's output at x (N, 1) in original units: its mixture
     (logits, mu, ln_var) or least-squares fit; None, with a warning, if its
     file cannot be used."""
+    if model == 'mse' and args.no_baseline:
+        return None
     point = dict(grid(args)[0], dataset=name, model=model, k=k, seed=0)
     net = build_model(point)
     try:
