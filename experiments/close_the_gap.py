@@ -46,8 +46,6 @@ RUNGS = {
               ['--hidden', '32', '--activation', 'tanh']),
     'relu128': ('3 layers of 128 ReLU', ['--hidden', '128', '128', '128',
                                          '--activation', 'relu']),
-    'silu256': ('3 layers of 256 SiLU', ['--hidden', '256', '256', '256',
-                                         '--activation', 'silu']),
     'relu256': ('3 layers of 256 ReLU', ['--hidden', '256', '256', '256',
                                          '--activation', 'relu']),
     'relu256-long': ('3 layers of 256 ReLU, 60 epochs', [
