@@ -48,8 +48,6 @@ RUNGS = {
                                          '--activation', 'relu']),
     'relu256': ('3 layers of 256 ReLU', ['--hidden', '256', '256', '256',
                                          '--activation', 'relu']),
-    'relu256-long': ('3 layers of 256 ReLU, 60 epochs', [
-        '--hidden', '256', '256', '256', '--activation', 'relu', '--epochs', '60']),
 }
 
 

@@ -213,7 +213,7 @@ def test_summary_splits_the_gap_at_the_k_floor_computed_once(tmp_path, monkeypat
         assert float(cells[4]) == pytest.approx(kept['bishop-inverse-k%d' % k], abs=1e-4)
         assert float(cells[5]) == pytest.approx(nll[k] - bayes - float(cells[4]), abs=2e-4)
     # Kept: a report does not compute them again; a damaged file is redone.
-    monkeypatch.setattr(datasets, 'mixture_floor', lambda *a: 0.5)
+    monkeypatch.setattr(datasets, 'mixture_floor', lambda *a, **kw: 0.5)
     assert sweep.main(argv + ['--report-only']) == 0
     assert json.load(open(os.path.join(out, sweep.FLOOR_FILE))) == kept
     with open(os.path.join(out, sweep.FLOOR_FILE), 'w') as f:

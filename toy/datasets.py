@@ -359,7 +359,7 @@ def gaussian_limit(name, direction='inverse', resolution=DEFAULT_RESOLUTION):
     return limits(name, direction, resolution)[1]
 
 
-def mixture_floor(name, k, direction='inverse', resolution=16, restarts=3,
+def mixture_floor(name, k, direction='inverse', resolution=16, restarts=None,
                   iterations=2000, seed=0):
     """The lowest gap to the Bayes limit of any K-component Gaussian mixture.
 
@@ -370,7 +370,9 @@ def mixture_floor(name, k, direction='inverse', resolution=16, restarts=3,
     (`resolution` nodes per piece), q is fitted to the true conditional
     density by EM on its quadrature nodes, weighted by the density, from
     `restarts` starts (k quantiles of the density, then random quantile
-    levels); the best start is kept. The intervals of a uniform-noise
+    levels); the best start is kept (restarts None: 3 for the uniform-noise
+    problems, whose hard edges give EM local optima, 1 for the Gaussian-noise
+    ones, whose posteriors are smooth bumps). The intervals of a uniform-noise
     problem get at least 4k nodes each, so that every component spans several.
     The result is an upper bound on the floor (EM finds a local optimum and
     stops when no input's fit improves by 1e-10 nats): other restarts or
@@ -378,6 +380,8 @@ def mixture_floor(name, k, direction='inverse', resolution=16, restarts=3,
     to about 3e-3.
     """
     problem = _problem(name, direction)
+    if restarts is None:
+        restarts = 3 if isinstance(problem, UniformNoise) else 1
     if direction == 'forward':
         if isinstance(problem, NormalNoise):
             return 0.0
@@ -423,9 +427,12 @@ def mixture_floor_at(name, k, x, resolution=16, restarts=3, iterations=2000, see
         if not inside.any():
             continue
         xs, a, f, p_x = xs[inside], a[inside], f[inside], p_x[inside]
-        # Nodes that carry no weight in this block only cost time.
-        carried = (f > 1e-14 * p_x[:, None]).any(0)
-        a, f = a[:, carried], f[:, carried]
+        # Nodes that carry no weight for an input only cost time: each row
+        # keeps its own, the shorter rows padded with weightless nodes.
+        carried = f > 1e-14 * p_x[:, None]
+        first = np.argsort(~carried, axis=1, kind='stable')[:, :carried.sum(1).max()]
+        a = np.take_along_axis(a, first, 1)
+        f = np.take_along_axis(f * carried, first, 1)
         omega = f / p_x[:, None]
         with np.errstate(divide='ignore'):
             # p(a | x) = p(x | a) p(a) / p(x), at the nodes.
@@ -464,25 +471,33 @@ def _mixture_kl(a, omega, log_p, k, restarts, iterations, seed, tol=1e-10):
         index = np.minimum([np.searchsorted(c, levels) for c in cdf],
                            a.shape[-1] - 1)
         mu = np.take_along_axis(a_sorted, index, -1)
-        var = np.broadcast_to((spread / k) ** 2 + floor, mu.shape)
+        var = (spread / k) ** 2 + floor + np.zeros_like(mu)
         log_pi = np.full(mu.shape, -np.log(k))
-        previous = np.full(len(a), np.inf)
+        cross = np.full(len(a), np.inf)
+        # Each input stops on its own once its fit improves by less than
+        # tol: the slowest would otherwise keep every other one iterating.
+        active = np.arange(len(a))
         for _ in range(iterations):
-            log_joint = log_pi[:, None, :] - 0.5 * (
-                np.log(2 * np.pi * var)[:, None, :]
-                + (a[:, :, None] - mu[:, None, :]) ** 2 / var[:, None, :])
+            x, w = a[active], omega[active]
+            m, v = mu[active], var[active]
+            log_joint = log_pi[active][:, None, :] - 0.5 * (
+                np.log(2 * np.pi * v)[:, None, :]
+                + (x[:, :, None] - m[:, None, :]) ** 2 / v[:, None, :])
             top = log_joint.max(-1, keepdims=True)
             log_q = top[..., 0] + np.log(np.exp(log_joint - top).sum(-1))
-            cross = -np.sum(omega * log_q, -1)
-            if np.all(previous - cross < tol):
+            new = -np.sum(w * log_q, -1)
+            going = cross[active] - new >= tol
+            cross[active] = new
+            active, x, w = active[going], x[going], w[going]
+            if not active.size:
                 break
-            previous = cross
-            weight = omega[:, :, None] * np.exp(log_joint - log_q[:, :, None])
+            weight = w[:, :, None] * np.exp(log_joint[going] - log_q[going][:, :, None])
             n_k = weight.sum(1) + 1e-300
-            mu = np.einsum('mqk,mq->mk', weight, a) / n_k
-            var = np.einsum('mqk,mqk->mk', weight,
-                            (a[:, :, None] - mu[:, None, :]) ** 2) / n_k + floor
-            log_pi = np.log(n_k)
+            m = np.einsum('mqk,mq->mk', weight, x) / n_k
+            mu[active] = m
+            var[active] = np.einsum('mqk,mqk->mk', weight,
+                                    (x[:, :, None] - m[:, None, :]) ** 2) / n_k + floor[active]
+            log_pi[active] = np.log(n_k)
         best = np.minimum(best, cross - entropy)
     return best
 
