@@ -9,7 +9,7 @@ OUT/summary.md then puts the rungs side by side: held-out NLL, its gap to
 the Bayes limit and to the K-mixture floor, and the training time.
 
     python experiments/close_the_gap.py                  # every rung, 3 seeds
-    python experiments/close_the_gap.py --rungs deep256 --gpu 0
+    python experiments/close_the_gap.py --rungs relu256 --gpu 0
     python experiments/close_the_gap.py --report-only    # redraw the table
 """
 import csv

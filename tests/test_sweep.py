@@ -4,6 +4,7 @@ runs, and what the exported table and figures count."""
 import csv
 import importlib.util
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -381,6 +382,23 @@ def test_killed_worker_is_recovered_without_loss_or_duplicate(tmp_path):
     assert len(counts) == 4 and set(counts.values()) == {1}
     died = [t for t in after if t.state == optuna.trial.TrialState.FAIL]
     assert len(died) == 1 and 'failure' not in died[0].user_attrs
+
+
+def test_ctrl_c_while_the_workers_start_is_not_lost(tmp_path, monkeypatch):
+    """Ctrl-C pressed while the worker processes start (seconds, under load)
+    stops the sweep once they are up; ignored, it was lost and the sweep ran on."""
+    url = 'sqlite:///' + str(tmp_path / 'study.db')
+    study = engine.open_study(engine.connect(url), 'start', {'script': 'test'})
+    engine.enqueue(study, [{'k': 1}], key=lambda p: 'p1')
+    start = multiprocessing.context.SpawnProcess.start
+
+    def start_then_ctrl_c(self):
+        start(self)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(multiprocessing.context.SpawnProcess, 'start', start_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        engine.run_workers(url, 'start', ['p1'], print, jobs=2)
 
 
 def test_ctrl_c_stops_workers_with_one_line(tmp_path):
