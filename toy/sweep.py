@@ -337,9 +337,8 @@ def _stop(signum, frame):
 def _worker_main(url, name, keys, objective):
     """Entry point of a worker process: exit status 0, LOST or 130.
 
-    Ctrl-C never reaches it (blocked from its start, `_start`, so none arrives
-    while it imports); the parent stops it with SIGTERM, which ends it as
-    Ctrl-C would.
+    It ignores Ctrl-C (inherited from its start, so that none arrives while it
+    imports); the parent stops it with SIGTERM, which ends it as Ctrl-C would.
     """
     signal.signal(signal.SIGTERM, _stop)
     try:
@@ -359,26 +358,29 @@ def run_workers(url, name, keys, objective, jobs=1):
     KeyboardInterrupt.
     """
     done = _Progress(url, name, keys)
+    done.start()
     try:
         if jobs == 1:
-            done.start()
             work(url, name, keys, objective)
             return
         context = multiprocessing.get_context('spawn')
         workers = [context.Process(target=_worker_main,
                                    args=(url, name, keys, objective))
                    for _ in range(jobs)]
+        handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
-            _start(workers)
-            done.start()
+            for w in workers:
+                w.start()
+        finally:
+            signal.signal(signal.SIGINT, handler)
+        try:
             for w in workers:
                 w.join()
         finally:
             for w in workers:
                 if w.is_alive():
                     w.terminate()
-                if w.pid is not None:
-                    w.join()
+                w.join()
         codes = [w.exitcode for w in workers]
         if LOST in codes:
             raise StorageLost(shown(url))
@@ -388,20 +390,6 @@ def run_workers(url, name, keys, objective, jobs=1):
                            file=sys.stderr)
     finally:
         done.stop()
-
-
-def _start(workers):
-    """Start the worker processes with Ctrl-C blocked: they inherit the
-    signal mask, so none reaches them (the parent stops them with SIGTERM).
-    A Ctrl-C pressed meanwhile stays pending here and raises KeyboardInterrupt
-    once they are started, or at once if another thread of this process
-    takes it: ignoring it instead would lose it and run the sweep on."""
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        for w in workers:
-            w.start()
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 class _Progress(threading.Thread):
@@ -430,8 +418,7 @@ class _Progress(threading.Thread):
 
     def stop(self):
         self.stopped.set()
-        if self.ident is not None:  # started
-            self.join()
+        self.join()
         self.bar.close()
 
 
