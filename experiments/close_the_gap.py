@@ -169,7 +169,7 @@ def took(args):
     try:
         with open(os.path.join(args.out, WALL_TIME)) as f:
             wall = json.load(f)
-        return ', which took {:.0f} min for {} with {} worker(s) on {}'.format(
+        return ', which took {:.0f} min for {} with {} worker(s) on device {}'.format(
             wall['seconds'] / 60, ', '.join(wall['rungs']), wall['jobs'], wall['device'])
     except (OSError, ValueError, KeyError, TypeError):
         return ''

@@ -288,7 +288,9 @@ def sweep_figures(out, problems):
             prefix + 'best_k.png', '{}: best K = {} (seed 0)'.format(p.name, p.best),
             x, t, x_grid, t_grid, mixtures[p.best],
             datasets.conditional_density(p.name, p.direction, x_grid, t_grid), *labels)
-        fit_against_samples(prefix + 'mse_vs_mdn.png', '{}: least squares averages '
-                            'the branches; the MDN does not'.format(p.name), x, t,
-                            x_grid, samples[p.best], p.output('mse', 0, x_grid[:, None]),
-                            *labels, 'MDN samples (K = {})'.format(p.best))
+        fit = p.output('mse', 0, x_grid[:, None])
+        if fit is not None:  # none without the least-squares runs (--no-baseline)
+            fit_against_samples(prefix + 'mse_vs_mdn.png', '{}: least squares averages '
+                                'the branches; the MDN does not'.format(p.name), x, t,
+                                x_grid, samples[p.best], fit,
+                                *labels, 'MDN samples (K = {})'.format(p.best))
