@@ -391,7 +391,10 @@ def test_killed_worker_is_recovered_without_loss_or_duplicate(tmp_path):
 def test_ctrl_c_stops_workers_with_one_line(tmp_path):
     argv = TINY + ['--mixtures', '1', '2', '--epochs', '200',
                    '--train-points', '2000', '--jobs', '2', '--no-figures']
-    proc = cli(tmp_path, *argv, start_new_session=True)
+    # Ctrl-C as a terminal sends it, to a sweep that did not inherit SIGINT
+    # ignored (as commands started in the background by a shell do).
+    proc = cli(tmp_path, *argv, start_new_session=True,
+               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     # Both workers at work: the parent ignores Ctrl-C while it starts them
     # (so that they inherit that and none reaches them while they import).
     wait_for(tmp_path, complete=0, running=2)
