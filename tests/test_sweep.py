@@ -367,7 +367,7 @@ def test_point_claimed_elsewhere_after_the_read_keeps_the_worker_waiting(tmp_pat
 
 
 def test_killed_worker_is_recovered_without_loss_or_duplicate(tmp_path):
-    argv = TINY + ['--mixtures', '1', '2', '3', '--epochs', '40',
+    argv = TINY + ['--mixtures', '1', '2', '3', '--epochs', '150',
                    '--train-points', '1000', '--jobs', '1', '--no-figures']
     proc = cli(tmp_path, *argv, start_new_session=True)
     wait_for(tmp_path, complete=1)
