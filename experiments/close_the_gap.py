@@ -1,15 +1,17 @@
 """How close to the Bayes limit the MDN gets, and what the network costs.
 
-A ladder of networks, each trained alike on the three inverse problems with
-K = 12 components (whose mixture floor is about 0.02 nats on each), over
---seeds seeds, by the mixture-count sweep (experiments/sweep_mixtures.py,
-so its workers, storage, resume and --gpu 0 apply). Each rung is a sweep of
-its own in OUT/NAME (results.csv, summary.md with the K-floor split, figures);
-OUT/summary.md then puts the rungs side by side: held-out NLL, its gap to
-the Bayes limit and to the K-mixture floor, and the training time.
+A ladder of networks and starts, each trained alike on the three inverse
+problems with K = 12 or 24 components (whose mixture floors are about 0.02
+and 0.01 nats), over --seeds seeds, by the mixture-count sweep
+(experiments/sweep_mixtures.py, so its workers, storage, resume and --gpu 0
+apply). Each rung is a sweep of its own in OUT/NAME (results.csv, summary.md
+with the K-floor split, figures); OUT/summary.md then puts every rung that
+has runs side by side: held-out NLL, its gap to the Bayes limit and to the
+K-mixture floor, and the training time.
 
-    python experiments/close_the_gap.py                  # every rung, 3 seeds
-    python experiments/close_the_gap.py --rungs relu256 --gpu 0
+    python experiments/close_the_gap.py --rungs spread24-long  # the best
+    python experiments/close_the_gap.py                        # every rung
+    python experiments/close_the_gap.py --rungs spread24-long --gpu 0
     python experiments/close_the_gap.py --report-only    # redraw the table
 """
 import csv
@@ -30,31 +32,37 @@ from toy import cli, datasets, files, plots, sweep
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sweep_mixtures  # noqa: E402
 
-K = 12
 WALL_TIME = 'wall_time.json'
 #: Fresh pairs per problem behind excess_by_input.png.
 PAIRS = 100000
 #: Every rung trains alike unless it says otherwise: 200,000 fixed training
 #: points, 30 epochs of batches of 1,024 (5,880 Adam steps), the step size
 #: decaying geometrically from 3e-3 to 3e-5.
-TRAINING = ['--mixtures', str(K), '--train-points', '200000', '--val-points', '5000',
+TRAINING = ['--train-points', '200000', '--val-points', '5000',
             '--test-points', '10000', '--epochs', '30', '--batchsize', '1024',
             '--lr', '3e-3', '--lr-final', '3e-5', '--eval-every', '1']
-#: name: (what it is, its sweep options), smallest first.
+RELU128 = ['--hidden', '128', '128', '128', '--activation', 'relu']
+#: name: (what it is, K, its sweep options); the table keeps this order.
 RUNGS = {
-    'small': ('1 layer of 32 tanh (the sweep\'s default net)',
+    'small': ('1 layer of 32 tanh (the sweep\'s default net)', 12,
               ['--hidden', '32', '--activation', 'tanh']),
-    'relu128': ('3 layers of 128 ReLU', ['--hidden', '128', '128', '128',
-                                         '--activation', 'relu']),
-    'relu256': ('3 layers of 256 ReLU', ['--hidden', '256', '256', '256',
-                                         '--activation', 'relu']),
+    'relu128': ('3 layers of 128 ReLU', 12, RELU128),
+    'relu256': ('3 layers of 256 ReLU', 12, ['--hidden', '256', '256', '256',
+                                             '--activation', 'relu']),
+    'relu128-k24': ('3 layers of 128 ReLU', 24, RELU128),
+    'spread12': ('3 layers of 128 ReLU, components spread', 12,
+                 RELU128 + ['--spread-components']),
+    'spread24': ('3 layers of 128 ReLU, components spread', 24,
+                 RELU128 + ['--spread-components']),
+    'spread24-long': ('3 layers of 128 ReLU, components spread, 60 epochs', 24,
+                      RELU128 + ['--spread-components', '--epochs', '60']),
 }
 
 
 def parse_args(argv=None):
     p = cli.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--rungs', nargs='+', choices=sorted(RUNGS), default=list(RUNGS),
-                   help='which networks (default: all, smallest first)')
+                   help='which rungs to train (default: all, in the table\'s order)')
     p.add_argument('--seeds', type=cli.positive, default=3,
                    help='seeds per problem and network (%(default)s)')
     p.add_argument('--jobs', '-j', type=cli.positive, default=min(2, os.cpu_count() or 1),
@@ -75,10 +83,15 @@ def parse_args(argv=None):
 
 def sweep_argv(args, rung):
     # One file of floors for every rung: they depend on the problem and K only.
-    return TRAINING + RUNGS[rung][1] + [
-        '--seeds', str(args.seeds), '--jobs', str(args.jobs), '--device', args.device,
+    return TRAINING + RUNGS[rung][2] + [
+        '--mixtures', str(RUNGS[rung][1]), '--seeds', str(args.seeds),
+        '--jobs', str(args.jobs), '--device', args.device,
         '--out', os.path.join(args.out, rung), '--no-baseline',
         '--floor-file', os.path.join(args.out, sweep_mixtures.FLOOR_FILE)]
+
+
+def has_runs(args, rung):
+    return os.path.isfile(os.path.join(args.out, rung, 'study.db'))
 
 
 def results(args, rung):
@@ -95,22 +108,26 @@ def results(args, rung):
         found[name] = (np.array([r['nll'] for r in done]),
                        np.array([r['train_seconds'] for r in done]))
     floor = sweep_mixtures.floors(swept)
-    return found, {name: floor[name, K] for name in datasets.NAMES}
+    return found, {name: floor[name, RUNGS[rung][1]] for name in datasets.NAMES}
 
 
 def write_summary(args):
     lines = ['# Closing the gap to the Bayes limit', '',
-             'K = {} components; held-out NLL on 10,000 test points in nats per point, '
-             'mean ± std over seeds; gaps in nats above the Bayes limit and above the '
-             '{}-component mixture floor (the best any {}-component mixture can do: '
-             'the network\'s share). Target: within 0.05 of the Bayes limit and 0.03 of '
-             'the floor. Training, alike for every net unless its name says '
-             'otherwise: `{}`. Made by '
-             '`python experiments/close_the_gap.py`{}.'.format(
-                 K, K, K, ' '.join(TRAINING), took(args)), '',
-             '| network | problem | runs | held-out NLL | gap to Bayes | K-floor | '
-             'gap to K-floor | train s per run |', '|---|---|---:|---:|---:|---:|---:|---:|']
-    for rung in args.rungs:
+             'Held-out NLL on 10,000 test points in nats per point, mean ± std over '
+             'seeds; gaps in nats above the Bayes limit and above the K-component '
+             'mixture floor (the best any K-component mixture can do: the network\'s '
+             'share). Target: within 0.05 of the Bayes limit and 0.03 of the floor. '
+             '"Components spread": `--spread-components` (`MDN.spread_components`); '
+             'the others start from the random head. Training, alike for every rung '
+             'unless its name says otherwise: '
+             '`{}`. Made by `python experiments/close_the_gap.py`.'.format(
+                 ' '.join(TRAINING)), '',
+             '| network | K | problem | runs | held-out NLL | gap to Bayes | K-floor | '
+             'gap to K-floor | train s per run |',
+             '|---|---:|---|---:|---:|---:|---:|---:|---:|']
+    for rung in RUNGS:
+        if not has_runs(args, rung):
+            continue
         found, floor = results(args, rung)
         for name in datasets.NAMES:
             nll, sec = found[name]
@@ -118,26 +135,33 @@ def write_summary(args):
                 continue
             bayes = datasets.limits(name)[0]
             gap = nll.mean() - bayes
-            lines.append('| {} | {} | {} | {:.4f} ± {:.4f} | {:+.4f}{} | {:.4f} | {:+.4f}{} '
-                         '| {:.0f} |'.format(
-                             RUNGS[rung][0], name, len(nll), nll.mean(), nll.std(), gap,
-                             ' ✓' if gap <= 0.05 else '', floor[name], gap - floor[name],
-                             ' ✓' if gap - floor[name] <= 0.03 else '', sec.mean()))
+            lines.append('| {} | {} | {} | {} | {:.4f} ± {:.4f} | {:+.4f}{} | {:.4f} | '
+                         '{:+.4f}{} | {:.0f} |'.format(
+                             RUNGS[rung][0], RUNGS[rung][1], name, len(nll), nll.mean(),
+                             nll.std(), gap, ' ✓' if gap <= 0.05 else '', floor[name],
+                             gap - floor[name], ' ✓' if gap - floor[name] <= 0.03 else '',
+                             sec.mean()))
+    lines += ['', 'Wall time of each invocation (all three problems):', '']
+    lines += ['- {}: {:.0f} min, {} seed(s), {} worker(s) on device {}'.format(
+        ', '.join(w['rungs']), w['seconds'] / 60, w['seeds'], w['jobs'], w['device'])
+        for w in wall_times(args)]
     with files.atomic_write(os.path.join(args.out, 'summary.md')) as f:
         f.write('\n'.join(lines) + '\n')
 
 
 def excess_by_input(args, rung, n=PAIRS, bins=20):
-    """Where the network loses, from a rung's seed-0 models: OUT/excess_by_input.csv
-    and .png. Per problem, the inputs of n fresh pairs cut into `bins` bins of
-    equal probability; in each, the mean of log p(y|x) - log q(y|x) (the
-    model's KL from the true p(y|x) there) beside the K-mixture floor at the
-    bin's median input. Problems whose model file is missing are left out."""
+    """Where the network loses, from a rung's seed-0 models: OUT/RUNG/
+    excess_by_input.csv and .png. Per problem, the inputs of n fresh pairs cut
+    into `bins` bins of equal probability; in each, the mean of log p(y|x) -
+    log q(y|x) (the model's KL from the true p(y|x) there) beside the
+    K-mixture floor at the bin's median input. Problems whose model file is
+    missing are left out; nothing is written without one."""
+    k = RUNGS[rung][1]
     swept = sweep_mixtures.parse_args(sweep_argv(args, rung) + ['--report-only'])
     panels, lines = [], []
     for name in datasets.NAMES:
         x, y = datasets.generate(name, n, np.random.default_rng(zlib.crc32(name.encode())))
-        mixture = sweep_mixtures.seed0(swept, name, 'mdn', K, x)
+        mixture = sweep_mixtures.seed0(swept, name, 'mdn', k, x)
         if mixture is None:
             continue
         logits, mu, ln_var = (np.asarray(a, dtype=np.float64) for a in mixture)
@@ -149,30 +173,34 @@ def excess_by_input(args, rung, n=PAIRS, bins=20):
         which = np.clip(np.searchsorted(edges, x[:, 0], side='right') - 1, 0, bins - 1)
         middle = np.array([np.median(x[which == b, 0]) for b in range(bins)])
         mean = np.array([excess[which == b].mean() for b in range(bins)])
-        floor = datasets.mixture_floor_at(name, K, middle)[1]
+        floor = datasets.mixture_floor_at(name, k, middle)[1]
         panels.append((name, middle, mean, floor, excess.mean()))
-        lines += [[name, '{:.4f}'.format(lo), '{:.4f}'.format(hi), '{:.4f}'.format(m),
+        # Six digits for the inputs: a floor can jump where the support changes.
+        lines += [[name, '{:.6f}'.format(lo), '{:.6f}'.format(hi), '{:.6f}'.format(m),
                    '{:.4f}'.format(e), '{:.4f}'.format(f)]
                   for lo, hi, m, e, f in zip(edges[:-1], edges[1:], middle, mean, floor)]
     if not panels:
         return
-    with files.atomic_write(os.path.join(args.out, 'excess_by_input.csv')) as f:
+    with files.atomic_write(os.path.join(swept.out, 'excess_by_input.csv')) as f:
         writer = csv.writer(f, lineterminator='\n')
         writer.writerow(['dataset', 'x_from', 'x_to', 'x_median', 'excess', 'k_floor'])
         writer.writerows(lines)
-    plots.excess_by_input(os.path.join(args.out, 'excess_by_input.png'),
-                          '{}, K = {}, seed 0'.format(RUNGS[rung][0], K), panels)
+    plots.excess_by_input(os.path.join(swept.out, 'excess_by_input.png'),
+                          '{}, K = {}, seed 0'.format(RUNGS[rung][0], k), panels)
 
 
-def took(args):
-    """', which took ... on ...', from OUT/wall_time.json if a run wrote it."""
+def wall_times(args):
+    """The invocations' records in OUT/wall_time.json, oldest first: dicts of
+    rungs, seconds, seeds, jobs, device ([] if none is readable)."""
     try:
         with open(os.path.join(args.out, WALL_TIME)) as f:
             wall = json.load(f)
-        return ', which took {:.0f} min for {} with {} worker(s) on device {}'.format(
-            wall['seconds'] / 60, ', '.join(wall['rungs']), wall['jobs'], wall['device'])
-    except (OSError, ValueError, KeyError, TypeError):
-        return ''
+    except (OSError, ValueError):
+        return []
+    # The first version kept one record, not a list.
+    wall = wall if isinstance(wall, list) else [wall]
+    keys = {'rungs', 'seconds', 'seeds', 'jobs', 'device'}
+    return [w for w in wall if isinstance(w, dict) and keys <= set(w)]
 
 
 def main(argv=None):
@@ -184,11 +212,15 @@ def main(argv=None):
                 ['--no-figures'] if args.no_figures else []))
             if status:
                 return status
-        files.write_json(os.path.join(args.out, WALL_TIME), {
-            'seconds': round(time.time() - start), 'rungs': args.rungs,
-            'jobs': args.jobs, 'seeds': args.seeds, 'device': args.device})
+        # A rerun of the same rungs replaces their record.
+        files.write_json(os.path.join(args.out, WALL_TIME), [
+            w for w in wall_times(args) if w['rungs'] != args.rungs] + [{
+                'seconds': round(time.time() - start), 'rungs': args.rungs,
+                'jobs': args.jobs, 'seeds': args.seeds, 'device': args.device}])
     write_summary(args)
-    excess_by_input(args, args.rungs[-1], PAIRS)
+    for rung in args.rungs:
+        if has_runs(args, rung):
+            excess_by_input(args, rung, PAIRS)
     print('table: {}'.format(os.path.join(args.out, 'summary.md')))
     return 0
 

@@ -91,7 +91,9 @@ def steps(out, dry_run):
                    '--val-points', '100', '--test-points', '200',
                    '--batchsize', '100', '--hidden', '8'] if dry_run else
                   ['--dataset', 'bishop', '--mixtures', '1', '5', '12',
-                   '--seeds', '1', '--epochs', '100'])
+                   '--seeds', '1', '--epochs', '100', '--hidden', '128', '128', '128',
+                   '--activation', 'relu'])
+    sweep_size.append('--spread-components')
     bench_size = (['--batch-sizes', '100', '--repeats', '1', '--epochs', '2',
                    '--loop-rows', '10', '--sample-rows', '1000'] if dry_run else
                   ['--batch-sizes'] + BATCHES + ['--repeats', '3',

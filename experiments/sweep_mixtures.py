@@ -35,6 +35,9 @@ FIELDS = ['dataset', 'direction', 'model', 'k', 'seed', 'config',
 #: Options that change a run's result, fingerprinted as its `config`.
 CONFIG_KEYS = ('hidden', 'activation', 'epochs', 'batchsize', 'lr', 'lr_final',
                'train_points', 'val_points', 'test_points', 'eval_every')
+#: Options that change a run's result only when set: fingerprinted then, so
+#: the runs made before they existed keep their `config`.
+OPTIONAL_CONFIG = ('spread_components', 'sigma_min')
 KEY = ('dataset', 'direction', 'model', 'k', 'seed', 'config')
 MAX_RUNS = 100000
 FLOOR_FILE = 'mixture_floor.json'
@@ -60,6 +63,14 @@ def parse_args(argv=None):
     p.add_argument('--activation', choices=sorted(mdn.ACTIVATIONS), default='tanh')
     p.add_argument('--hidden', type=cli.positive, nargs='+', default=[32],
                    metavar='UNITS', help='hidden units, one number per layer (32)')
+    p.add_argument('--spread-components', action='store_true',
+                   help='start the components side by side over the targets at every '
+                   'input (MDN.spread_components) instead of where the random head '
+                   'puts them')
+    p.add_argument('--sigma-min', type=cli.positive_float, metavar='SIGMA',
+                   help='floor the components\' standard deviations smoothly at SIGMA, '
+                   'in standardised target units (MDN ln_var_min = 2 log SIGMA): a '
+                   'guard against a collapsing component (default: none)')
     for flag, kind, default, text in (
             ('--seeds', cli.positive, 5, 'seeds 0 .. SEEDS-1 per dataset and K'),
             ('--epochs -e', cli.positive, 400, 'passes over the training set'),
@@ -112,17 +123,22 @@ def parse_args(argv=None):
     return args
 
 
+def config(args):
+    """{option: value} of the options that change a run's result."""
+    return dict({k: getattr(args, k) for k in CONFIG_KEYS},
+                **{k: getattr(args, k) for k in OPTIONAL_CONFIG if getattr(args, k)})
+
+
 def config_id(args):
     """Short fingerprint of the options that change a run's result."""
-    return sweep.fingerprint({k: getattr(args, k) for k in CONFIG_KEYS})
+    return sweep.fingerprint(config(args))
 
 
 def grid(args):
     """The points of this invocation in the order they are trained: seed by
     seed (a sweep stopped early has whole seeds), largest K first within one
     (the longest runs start early, so the workers finish together)."""
-    common = dict({k: getattr(args, k) for k in CONFIG_KEYS},
-                  config=config_id(args), direction=args.direction)
+    common = dict(config(args), config=config_id(args), direction=args.direction)
     return [dict(common, dataset=name, model=model, k=k, seed=seed)
             for seed in range(args.seeds)
             for k in sorted(args.mixtures + ([] if args.no_baseline else [0]),
@@ -154,8 +170,10 @@ def build_model(point, rng=None):
     if point['model'] == 'mse':
         return mdn.LeastSquares(hidden=point['hidden'],
                                 activation=point['activation'], rng=rng)
+    sigma_min = point.get('sigma_min')
     return mdn.MDN(hidden=point['hidden'], k=point['k'],
-                   activation=point['activation'], rng=rng)
+                   activation=point['activation'], rng=rng,
+                   ln_var_min=None if sigma_min is None else 2 * math.log(sigma_min))
 
 
 def run_task(point, out, device_spec):
@@ -167,6 +185,8 @@ def run_task(point, out, device_spec):
     std = {s: (scaler.inputs(x), scaler.targets(y)) for s, (x, y) in data.items()}
     init = [point['seed'], zlib.crc32(point['dataset'].encode()), point['k']]
     model = build_model(point, np.random.default_rng(np.random.SeedSequence(init)))
+    if point.get('spread_components') and point['model'] == 'mdn':
+        model.spread_components(std['train'][1])
     with np.errstate(over='ignore', invalid='ignore'):  # a divergence is reported
         info = train.fit(model, *std['train'], *std['val'], epochs=point['epochs'],
                          batchsize=point['batchsize'], lr=point['lr'],
@@ -258,8 +278,8 @@ def write_summary(args, rows, failed, floor):
              'input, `datasets.mixture_floor`): the mixture\'s share of the gap; the '
              'rest is the network\'s. Models chosen on {0.val_points} '
              'validation points; trained on {0.train_points}. Config `{1}`: {2}.'.format(
-                 args, config_id(args), ', '.join('{}={}'.format(k, getattr(args, k))
-                                                  for k in CONFIG_KEYS)), '']
+                 args, config_id(args), ', '.join('{}={}'.format(k, v)
+                                                  for k, v in config(args).items())), '']
     for name in args.dataset:
         bayes, gaussian = datasets.limits(name, args.direction)
         lines += ['## ' + name, '', 'Bayes limit {:.4f} nats; single-Gaussian limit '

@@ -49,6 +49,19 @@ def test_model_forward_matches_cpu(gpu, hidden, activation):
         np.testing.assert_allclose(gpu.xp.asnumpy(got), want, rtol=1e-5, atol=1e-6)
 
 
+def test_spread_components_matches_cpu(gpu):
+    """On a model on the GPU, from targets on the GPU: the CPU's head."""
+    y = np.random.default_rng(1).uniform(-2, 2, (300, 2)).astype(np.float32)
+    models = [mdn.MDN(hidden=[8, 8], k=4, out_dim=2, activation='relu',
+                      rng=np.random.default_rng(0)) for _ in range(2)]
+    models[0].spread_components(y)
+    models[1].to_device(gpu)
+    models[1].spread_components(gpu.send(y))
+    for name in ('W', 'b'):
+        np.testing.assert_allclose(gpu.xp.asnumpy(getattr(models[1].head, name).array),
+                                   getattr(models[0].head, name).array, rtol=1e-6)
+
+
 def test_gpu_samples_have_the_mixture_moments(gpu):
     pi, mu, sigma = np.array([0.3, 0.7]), np.array([-1.0, 2.0]), np.array([0.5, 0.2])
     rows, n = 1000, 1000

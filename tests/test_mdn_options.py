@@ -232,3 +232,42 @@ def test_one_layer_keeps_its_published_initial_weights():
 def test_bad_hidden_widths_are_refused(hidden):
     with pytest.raises(ValueError, match='hidden must be'):
         mdn.MDN(hidden=hidden)
+
+
+def test_spread_components_start_side_by_side_at_every_input():
+    """Component k starts on the (k + 1/2)/K quantile of each target column
+    with sd = its range / K at every input (shrink 0); the means' and
+    log-variances' weights are scaled by shrink, the logits' kept."""
+    rng = np.random.default_rng(4)
+    y = np.stack([rng.uniform(-1, 3, 500), rng.normal(size=500)], 1).astype(np.float32)
+    x = rng.normal(size=(9, 2)).astype(np.float32)
+    k = 5
+    for shrink in (0.0, 0.1):
+        model = mdn.MDN(in_dim=2, out_dim=2, hidden=[6, 6], k=k, activation='relu',
+                        rng=np.random.default_rng(5))
+        W = model.head.W.array.copy()
+        logits = model.mixture(x)[0]
+        model.spread_components(y, shrink=shrink)
+        np.testing.assert_array_equal(model.head.W.array[:k], W[:k])
+        np.testing.assert_allclose(model.head.W.array[k:], shrink * W[k:], rtol=1e-6)
+        got_logits, mu, ln_var = model.mixture(x)
+        np.testing.assert_allclose(got_logits, logits, rtol=1e-6)
+        if shrink == 0:
+            q = np.quantile(y, (np.arange(k) + 0.5) / k, axis=0)
+            np.testing.assert_allclose(mu, np.broadcast_to(q, mu.shape), rtol=1e-5)
+            sd = np.exp(0.5 * ln_var)
+            np.testing.assert_allclose(sd, np.broadcast_to(np.ptp(y, 0) / k, sd.shape),
+                                       rtol=1e-5)
+    # At shrink 0.1 each component stays within its slice at every input.
+    assert (np.diff(mu, axis=1) > 0).all()
+
+
+def test_spread_components_refuses_what_it_cannot_spread():
+    model = mdn.MDN(out_dim=2, hidden=4, k=3, rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match='y has 1 column'):
+        model.spread_components(np.zeros((10, 1), np.float32))
+    with pytest.raises(ValueError, match='NaN|finite'):
+        model.spread_components(np.full((10, 2), np.nan, np.float32))
+    for cls in (mdn.PerDimensionMDN, mdn.FullCovarianceMDN):
+        with pytest.raises(NotImplementedError, match='MDN only'):
+            cls(out_dim=2, hidden=4, k=3).spread_components(np.zeros((10, 2)))

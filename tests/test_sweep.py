@@ -408,3 +408,42 @@ def test_ctrl_c_stops_workers_with_one_line(tmp_path):
                if t.state == optuna.trial.TrialState.FAIL]
     assert stopped and all('failure' not in t.user_attrs for t in stopped)
     assert optuna.trial.TrialState.RUNNING not in [t.state for t in trials(str(tmp_path))]
+
+
+def test_spread_components_is_a_config_of_its_own_and_is_applied(tmp_path):
+    """--spread-components starts each MDN spread over the standardised
+    training targets (seen after a run too short to move it) and has a config
+    of its own, while the runs made without it keep their config."""
+    slow = ['--lr', '1e-9', '--lr-final', '1e-9', '--epochs', '1']
+    plain = sweep.parse_args(TINY + slow + ['--out', str(tmp_path / 'a')])
+    spread = sweep.parse_args(TINY + slow + ['--spread-components',
+                                             '--out', str(tmp_path / 'b')])
+    assert sweep.config(plain) == {k: getattr(plain, k) for k in sweep.CONFIG_KEYS}
+    assert sweep.config_id(spread) != sweep.config_id(plain)
+    for args in (plain, spread):
+        point = next(p for p in sweep.grid(args) if p['k'] == 2)
+        sweep.run_task(point, args.out, '@numpy')
+        model = sweep.build_model(point)
+        scaler = engine.load_model(sweep.model_path(args.out, point), model)
+        data = sweep.splits(point)
+        t = scaler.targets(data['train'][1])
+        _, mu, ln_var = model.mixture(scaler.inputs(data['test'][0]))
+        q = np.quantile(t, [0.25, 0.75])
+        near = np.abs(mu[:, :, 0] - q).max() < 0.3 and np.allclose(
+            np.exp(0.5 * ln_var), np.ptp(t) / 2, rtol=0.3)
+        assert near == (args is spread)
+
+
+def test_sigma_min_floors_every_component_the_sweep_trains(tmp_path):
+    """--sigma-min S: each trained component's sd is >= S in standardised
+    units (here far above what the data want), in a config of its own."""
+    argv = TINY + ['--out', str(tmp_path)]
+    args = sweep.parse_args(argv + ['--sigma-min', '0.5'])
+    assert sweep.config(args)['sigma_min'] == 0.5
+    assert sweep.config_id(args) != sweep.config_id(sweep.parse_args(argv))
+    point = next(p for p in sweep.grid(args) if p['k'] == 2)
+    sweep.run_task(point, args.out, '@numpy')
+    model = sweep.build_model(point)
+    scaler = engine.load_model(sweep.model_path(args.out, point), model)
+    _, _, ln_var = model.mixture(scaler.inputs(sweep.splits(point)['test'][0]))
+    assert np.exp(0.5 * ln_var).min() >= 0.5 * (1 - 1e-6)

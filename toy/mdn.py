@@ -155,6 +155,34 @@ class MDN(Perceptron):
         chainer.report({'loss': nll}, self)
         return nll
 
+    def spread_components(self, y, shrink=0.1):
+        """Start the K components side by side over the targets y (N, D), at
+        every input, instead of wherever a random head puts them.
+
+        A component whose weight or density is small at an input gets almost
+        no gradient there, so the components a random head starts with keep
+        the inputs where they start: the inverse problems' outer branches end
+        up fitted by one or two Gaussians (results/gap, README). Here
+        component k starts centred on the (k + 1/2) / K quantile of each
+        target column, with a standard deviation of the column's range / K;
+        the head's weights into the means and log-variances are multiplied
+        by `shrink`, so each component starts nearly the same at every input
+        and is near the data of every input whose targets reach its slice.
+        The mixing logits keep their initialisation. Call it before training,
+        with the (standardised) training targets.
+        """
+        k, d = self.k, self.out_dim
+        y = backend.CpuDevice().send(train.check_data(y, names=('y',)))
+        if y.shape[1] != d:
+            raise ValueError('y has {} column(s) but the model has out_dim = {}: give '
+                             'y of shape (N, {})'.format(y.shape[1], d, d))
+        q = np.quantile(y, (np.arange(k) + 0.5) / k, axis=0)              # (K, D)
+        ln_var = 2 * np.log(np.maximum(np.ptp(y, axis=0), 1e-6) / k)      # (D,)
+        bias = np.concatenate([np.zeros(k), q.ravel(), np.tile(ln_var, k)])
+        W, b = self.head.W.array, self.head.b.array
+        W[k:] *= shrink
+        b[...] = self.device.send(bias.astype(b.dtype))
+
     def mixture(self, x):
         """Mixture parameters as arrays on the model's device, without a graph.
 
@@ -288,6 +316,10 @@ class PerDimensionMDN(MDN):
     def head_size(k, d):
         return 3 * k * d
 
+    def spread_components(self, y, shrink=0.1):
+        raise NotImplementedError('spread_components knows the head of MDN only; '
+                                  'this head is laid out per dimension')
+
     def forward(self, x):
         """-> logits, mu, ln_var, each (N, D, K), as Variables."""
         h = F.reshape(self.features(x), (-1, self.out_dim, 3 * self.k))
@@ -333,6 +365,10 @@ class FullCovarianceMDN(MDN):
     @staticmethod
     def head_size(k, d):
         return k * (1 + 2 * d + d * (d - 1) // 2)
+
+    def spread_components(self, y, shrink=0.1):
+        raise NotImplementedError('spread_components knows the head of MDN only; '
+                                  'this head holds Cholesky factors')
 
     def forward(self, x):
         """-> logits (N, K), mu (N, K, D), log_diag (N, K, D),
