@@ -80,8 +80,10 @@ test:
 test-venv: $(STAMP)
 	$(VENV)/bin/python -m pytest -q tests $(ARGS)
 
-# The GPU verification in one command, on the lent GPU machine (README, "GPU"): installs the
-# carried wheels (.gpu-wheels/, a copy of ../shared/gpu-wheels) and writes results/gpu/.
-# ARGS=--dry-run runs the same steps here on the CPU with tiny sizes.
-gpu-check:
-	$(PYTHON) experiments/gpu_check.py $(if $(findstring --dry-run,$(ARGS)),,--wheels .gpu-wheels) $(ARGS)
+# The GPU verification in one command, on the lent GPU machine (README, "GPU"): its python3
+# installs the wheels it lacks (.gpu-wheels/, a copy of ../shared/gpu-wheels) and writes
+# results/gpu/. ARGS=--dry-run runs the same steps here, on the CPU with tiny sizes, in .venv
+# (the project's environment: the system python3 has no chainer).
+GPU_DRY_RUN := $(findstring --dry-run,$(ARGS))
+gpu-check: $(if $(GPU_DRY_RUN),setup)
+	$(if $(GPU_DRY_RUN),.venv/bin/python,$(PYTHON)) experiments/gpu_check.py $(if $(GPU_DRY_RUN),,--wheels .gpu-wheels) $(ARGS)

@@ -296,7 +296,7 @@ def sampling(device, seed, loop_rows, rows):
 
 def environment(device):
     found = {'device': str(device), 'platform': platform.platform(),
-             'cpu': cpu_name(), 'cpu_count': os.cpu_count(),
+             'cpu': cli.cpu_name(), 'cpu_count': os.cpu_count(),
              'versions': versions(),
              # BLAS threads decide the large-batch CPU times.
              'threads': {k: os.environ[k] for k in _THREAD_VARS
@@ -305,17 +305,6 @@ def environment(device):
         props = device.xp.cuda.runtime.getDeviceProperties(device.device.id)
         found['gpu'] = props['name'].decode()
     return found
-
-
-def cpu_name():
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or 'unknown'
 
 
 # ---------------------------------------------------------------------------

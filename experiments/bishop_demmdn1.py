@@ -13,6 +13,8 @@ import os
 import sys
 
 import numpy as np
+from scipy.special import logsumexp
+from tqdm import tqdm
 
 import toy  # noqa: F401  (patches NumPy/Python for chainer before it is imported)
 import chainer
@@ -55,6 +57,23 @@ def memory_needed(args):
                 + 4 * GRID * GRID * args.mixtures)
 
 
+def density_figure(x, t, x_grid, t_grid, learned, true, k):
+    """The MDN's p(t|x) beside the true one, (len(x_grid), len(t_grid)) each,
+    as heat maps on one colour scale, the training data (x, t) over them.
+    Images, not contours: the true density jumps where a branch of the
+    inverse ends, and contour lines would run along those jumps."""
+    fig, axes = plots.subplots(1, 2, width=5.0, height=4.2)
+    vmax = np.percentile(true, 99)
+    for ax, density, title in ((axes[0][0], learned, 'MDN p(t|x), K = {}'.format(k)),
+                               (axes[0][1], true, 'true p(t|x)')):
+        plots.density_image(ax, x_grid, t_grid, density, 'x (input)', 't (target)',
+                            title, vmax=vmax)
+        plots.scatter_data(ax, x, t, s=4, c='w', alpha=0.6, label='training data')
+        ax.set(xlim=(x_grid[0], x_grid[-1]), ylim=(t_grid[0], t_grid[-1]))
+    axes[0][0].legend(loc='upper left', fontsize=8, markerscale=2)
+    return fig
+
+
 def main(argv=None):
     args = parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
@@ -66,10 +85,14 @@ def main(argv=None):
                   rng=np.random.default_rng(seeds[2]))
     mlp = mdn.LeastSquares(hidden=args.hidden, activation='tanh',
                            rng=np.random.default_rng(seeds[3]))
-    for model in (net, mlp):
-        train.fit(model, x, t, x, t, epochs=args.epochs, lr=0.03,
-                  lr_final=3e-4, eval_every=10, seed=args.seed, device=args.device)
-        model.to_device('@numpy')
+    # On a terminal only, leaving no line behind: an error stays one line.
+    with tqdm(total=2 * args.epochs, desc='training the MDN, then the least-squares '
+              'MLP', unit='epoch', leave=False, disable=None, dynamic_ncols=True) as bar:
+        for model in (net, mlp):
+            train.fit(model, x, t, x, t, epochs=args.epochs, lr=0.03, lr_final=3e-4,
+                      eval_every=10, seed=args.seed, device=args.device,
+                      progress=bar.update)
+            model.to_device('@numpy')
 
     x_grid = np.linspace(-0.1, 1.1, GRID, dtype=np.float32)
     t_grid = np.linspace(-0.1, 1.1, GRID)
@@ -85,36 +108,30 @@ def main(argv=None):
     ax.plot(x_grid, mlp_mean, 'b-', lw=2, label='MLP (least squares): mean')
     ax.plot(x_grid, mode, 'r.', ms=3,
             label='MDN: centre of the most probable component')
-    ax.set(xlabel='input x', ylabel='target t', xlim=(-0.1, 1.1),
+    ax.set(xlabel='x (input)', ylabel='t (target)', xlim=(-0.1, 1.1),
            ylim=(-0.1, 1.1), title='demmdn1: {} points, {} tanh hidden units, '
            'K = {}'.format(args.points, args.hidden, args.mixtures))
     ax.legend(loc='upper left', fontsize=8, markerscale=3)
     plots.save(fig, os.path.join(args.out, 'demmdn1-fits.png'))
 
     fig, axes = plots.subplots(1, 3, width=3.8, height=3.2)
-    plots.mixture_panels(axes[0], x_grid, logits, mu, ln_var, 'input x',
-                         'target t', x=x, t=t)
-    # demmdn1 plots variances; the shared panel plots sigma, so relabel.
+    plots.mixture_panels(axes[0], x_grid, logits, mu, ln_var, 'x (input)',
+                         't (target)', x=x, t=t)
+    # demmdn1 plots variances; the shared panel plots sigma, so redraw it in
+    # the components' colours.
     axes[0][2].cla()
-    axes[0][2].plot(x_grid, np.exp(ln_var[:, :, 0]))
-    axes[0][2].set(xlabel='input x', ylabel=r'variance $\sigma_k^2(x)$',
+    axes[0][2].set_prop_cycle(color=plots.component_colours(
+        mu[:, :, 0], logits - logsumexp(logits, axis=1, keepdims=True)))
+    axes[0][2].plot(x_grid, np.exp(ln_var[:, :, 0]), lw=1.2)
+    axes[0][2].set(xlabel='x (input)', ylabel=r'variance $\sigma_k^2(x)$, units of t²',
                    yscale='log', title=r'variances $\sigma_k^2$')
     plots.save(fig, os.path.join(args.out, 'demmdn1-mixture.png'))
 
-    learned = plots.mixture_density(logits, mu, ln_var, t_grid)
-    true = datasets.conditional_density('bishop', 'inverse', x_grid, t_grid)
-    fig, axes = plots.subplots(1, 2, width=5.0, height=4.2)
-    for ax, density, title in ((axes[0][0], learned, 'MDN p(t|x), K = {}'
-                                .format(args.mixtures)),
-                               (axes[0][1], true, 'true p(t|x)')):
-        plots.scatter_data(ax, x, t, s=6, alpha=0.6)
-        contours = plots.density_contours(ax, x_grid, t_grid, density,
-                                          levels=[0.5, 1, 2, 4, 8],
-                                          cmap='viridis')
-        ax.clabel(contours, fontsize=7)
-        ax.set(xlabel='input x', ylabel='target t', title=title,
-               xlim=(-0.1, 1.1), ylim=(-0.1, 1.1))
-    plots.save(fig, os.path.join(args.out, 'demmdn1-density.png'))
+    plots.save(density_figure(x, t, x_grid, t_grid,
+                              plots.mixture_density(logits, mu, ln_var, t_grid),
+                              datasets.conditional_density('bishop', 'inverse', x_grid,
+                                                           t_grid), args.mixtures),
+               os.path.join(args.out, 'demmdn1-density.png'))
 
     nll = mdn.heldout_nll(net, x_test, t_test)
     with chainer.no_backprop_mode():

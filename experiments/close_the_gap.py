@@ -7,12 +7,13 @@ and 0.01 nats), over --seeds seeds, by the mixture-count sweep
 apply). Each rung is a sweep of its own in OUT/NAME (results.csv, summary.md
 with the K-floor split, figures); OUT/summary.md then puts every rung that
 has runs side by side: held-out NLL, its gap to the Bayes limit and to the
-K-mixture floor, and the training time.
+K-mixture floor, and the training time; OUT/gap.png draws those gaps per rung
+and seed.
 
     python experiments/close_the_gap.py --rungs spread24-long  # the best
     python experiments/close_the_gap.py                        # every rung
     python experiments/close_the_gap.py --rungs spread24-long --gpu 0
-    python experiments/close_the_gap.py --report-only    # redraw the table
+    python experiments/close_the_gap.py --report-only    # redraw table and figure
 """
 import csv
 import json
@@ -23,6 +24,7 @@ import zlib
 
 import numpy as np
 from scipy.special import log_softmax, logsumexp
+from tqdm import tqdm
 
 import toy  # noqa: F401  (patches NumPy/Python for chainer before it is imported)
 from toy import cli, datasets, files, plots, sweep
@@ -33,6 +35,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sweep_mixtures  # noqa: E402
 
 WALL_TIME = 'wall_time.json'
+#: The goal: within this many nats of the Bayes limit.
+TARGET = 0.05
 #: Fresh pairs per problem behind excess_by_input.png.
 PAIRS = 100000
 #: Every rung trains alike unless it says otherwise: 200,000 fixed training
@@ -71,13 +75,18 @@ def parse_args(argv=None):
     p.add_argument('--out', '-o', default=os.path.join('results', 'gap'),
                    help='output folder (default: %(default)s)')
     p.add_argument('--report-only', action='store_true',
-                   help='write the table from the rungs\' storage; train nothing')
+                   help='write the table and gap.png from the rungs\' storage; '
+                        'train nothing')
     p.add_argument('--no-figures', action='store_true',
                    help='skip the sweeps\' figures')
     args = p.parse_args(argv)
     args.rungs = [r for r in RUNGS if r in args.rungs]
     cli.get_device(p, args.device)
     cli.check_out(p, args.out)
+    if args.report_only and not any(has_runs(args, rung) for rung in RUNGS):
+        p.error('--report-only: {} holds no rung\'s runs (no RUNG/study.db for any '
+                'of {}): give the --out of an earlier run, or train first'.format(
+                    args.out, ', '.join(RUNGS)))
     return args
 
 
@@ -111,36 +120,43 @@ def results(args, rung):
     return found, {name: floor[name, RUNGS[rung][1]] for name in datasets.NAMES}
 
 
-def write_summary(args):
+def mean_spread(values):
+    """'mean ± std' of values over seeds at 4 decimals; one value alone has
+    no spread to show."""
+    if len(values) == 1:
+        return '{:.4f} (one seed)'.format(values[0])
+    return '{:.4f} ± {:.4f}'.format(np.mean(values), np.std(values))
+
+
+def write_summary(args, table):
+    """OUT/summary.md from table: {rung: results(args, rung)} of the rungs
+    with runs."""
     lines = ['# Closing the gap to the Bayes limit', '',
              'Held-out NLL on 10,000 test points in nats per point, mean ± std over '
              'seeds; gaps in nats above the Bayes limit and above the K-component '
              'mixture floor (the best any K-component mixture can do: the network\'s '
-             'share). Target: within 0.05 of the Bayes limit and 0.03 of the floor. '
+             'share). Target: within {} of the Bayes limit and 0.03 of the floor. '
              '"Components spread": `--spread-components` (`MDN.spread_components`); '
              'the others start from the random head. Training, alike for every rung '
              'unless its name says otherwise: '
-             '`{}`. Made by `python experiments/close_the_gap.py`.'.format(
-                 ' '.join(TRAINING)), '',
+             '`{}`. Made by `python experiments/close_the_gap.py`; the gaps are drawn '
+             'in [gap.png](gap.png).'.format(TARGET, ' '.join(TRAINING)), '',
              '| network | K | problem | runs | held-out NLL | gap to Bayes | K-floor | '
              'gap to K-floor | train s per run |',
              '|---|---:|---|---:|---:|---:|---:|---:|---:|']
-    for rung in RUNGS:
-        if not has_runs(args, rung):
-            continue
-        found, floor = results(args, rung)
+    for rung, (found, floor) in table.items():
         for name in datasets.NAMES:
             nll, sec = found[name]
             if not len(nll):
                 continue
             bayes = datasets.limits(name)[0]
             gap = nll.mean() - bayes
-            lines.append('| {} | {} | {} | {} | {:.4f} ± {:.4f} | {:+.4f}{} | {:.4f} | '
+            lines.append('| {} | {} | {} | {} | {} | {:+.4f}{} | {:.4f} | '
                          '{:+.4f}{} | {:.0f} |'.format(
-                             RUNGS[rung][0], RUNGS[rung][1], name, len(nll), nll.mean(),
-                             nll.std(), gap, ' ✓' if gap <= 0.05 else '', floor[name],
-                             gap - floor[name], ' ✓' if gap - floor[name] <= 0.03 else '',
-                             sec.mean()))
+                             RUNGS[rung][0], RUNGS[rung][1], name, len(nll),
+                             mean_spread(nll), gap, ' ✓' if gap <= TARGET else '',
+                             floor[name], gap - floor[name],
+                             ' ✓' if gap - floor[name] <= 0.03 else '', sec.mean()))
     lines += ['', 'Wall time of each invocation (all three problems):', '']
     lines += ['- {}: {:.0f} min, {} seed(s), {} worker(s) on device {}'.format(
         ', '.join(w['rungs']), w['seconds'] / 60, w['seeds'], w['jobs'], w['device'])
@@ -149,17 +165,50 @@ def write_summary(args):
         f.write('\n'.join(lines) + '\n')
 
 
+def gap_rows(table):
+    """The rows of gap.png from table (as for write_summary), in its order:
+    (label, {problem: (gaps to the Bayes limit over seeds, K-floor)}), the
+    problems without runs left out."""
+    return [('{} (K = {})'.format(rung, RUNGS[rung][1]),
+             {name: (found[name][0] - datasets.limits(name)[0], floor[name])
+              for name in datasets.NAMES if len(found[name][0])})
+            for rung, (found, floor) in table.items()]
+
+
+def gap_figure(path, table):
+    """OUT/gap.png from table (as for write_summary): per problem, each rung's
+    gaps to the Bayes limit over seeds and its K-floor."""
+    rows = gap_rows(table)
+    fig, axes = plots.subplots(1, len(datasets.NAMES), width=4.4,
+                               height=2.0 + 0.42 * len(rows))
+    legend = plots.gap_to_limits(axes[0], datasets.NAMES, rows, target=TARGET)
+    fig.legend(*legend, loc='lower center', ncol=3, fontsize=8)
+    fig.suptitle(plots.wrap('Held-out NLL above the Bayes limit per rung: each seed, '
+                            'their mean, and the K-mixture floor (the best any '
+                            'K-component mixture can do)',
+                            fig.get_figwidth(), 'figure.titlesize'))
+    # Two lines of legend, about half an inch, below the panels.
+    plots.save(fig, path, rect=(0, 0.55 / fig.get_figheight(), 1, 1))
+
+
 def excess_by_input(args, rung, n=PAIRS, bins=20):
     """Where the network loses, from a rung's seed-0 models: OUT/RUNG/
     excess_by_input.csv and .png. Per problem, the inputs of n fresh pairs cut
     into `bins` bins of equal probability; in each, the mean of log p(y|x) -
     log q(y|x) (the model's KL from the true p(y|x) there) beside the
     K-mixture floor at the bin's median input. Problems whose model file is
-    missing are left out; nothing is written without one."""
+    missing are left out; nothing is written without one. False, and nothing
+    done, if the rung has no folder of models at all (they are not committed)."""
     k = RUNGS[rung][1]
     swept = sweep_mixtures.parse_args(sweep_argv(args, rung) + ['--report-only'])
+    models = os.path.dirname(sweep_mixtures.model_path(
+        swept.out, sweep_mixtures.grid(swept)[0]))
+    if not os.path.isdir(models):
+        return False
     panels, lines = [], []
-    for name in datasets.NAMES:
+    # About a minute per problem, most of it the K-floor at each bin.
+    for name in tqdm(datasets.NAMES, desc='excess_by_input, ' + rung, unit='problem',
+                     dynamic_ncols=True):
         x, y = datasets.generate(name, n, np.random.default_rng(zlib.crc32(name.encode())))
         mixture = sweep_mixtures.seed0(swept, name, 'mdn', k, x)
         if mixture is None:
@@ -180,13 +229,14 @@ def excess_by_input(args, rung, n=PAIRS, bins=20):
                    '{:.4f}'.format(e), '{:.4f}'.format(f)]
                   for lo, hi, m, e, f in zip(edges[:-1], edges[1:], middle, mean, floor)]
     if not panels:
-        return
+        return True
     with files.atomic_write(os.path.join(swept.out, 'excess_by_input.csv')) as f:
         writer = csv.writer(f, lineterminator='\n')
         writer.writerow(['dataset', 'x_from', 'x_to', 'x_median', 'excess', 'k_floor'])
         writer.writerows(lines)
     plots.excess_by_input(os.path.join(swept.out, 'excess_by_input.png'),
                           '{}, K = {}, seed 0'.format(RUNGS[rung][0], k), panels)
+    return True
 
 
 def wall_times(args):
@@ -217,11 +267,18 @@ def main(argv=None):
             w for w in wall_times(args) if w['rungs'] != args.rungs] + [{
                 'seconds': round(time.time() - start), 'rungs': args.rungs,
                 'jobs': args.jobs, 'seeds': args.seeds, 'device': args.device}])
-    write_summary(args)
-    for rung in args.rungs:
-        if has_runs(args, rung):
-            excess_by_input(args, rung, PAIRS)
-    print('table: {}'.format(os.path.join(args.out, 'summary.md')))
+    table = {rung: results(args, rung) for rung in RUNGS if has_runs(args, rung)}
+    write_summary(args, table)
+    gap_figure(os.path.join(args.out, 'gap.png'), table)
+    without_models = [rung for rung in args.rungs if has_runs(args, rung)
+                      and not excess_by_input(args, rung, PAIRS)]
+    if without_models:
+        # A checkout has the runs' storage, not their models.
+        print('excess_by_input not redrawn for {}: no models/ folder (models are not '
+              'committed); the table is redrawn from the storage'.format(
+                  ', '.join(without_models)), file=sys.stderr)
+    print('table: {}, figure: {}'.format(os.path.join(args.out, 'summary.md'),
+                                         os.path.join(args.out, 'gap.png')))
     return 0
 
 

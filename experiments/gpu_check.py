@@ -1,7 +1,7 @@
 """The GPU verification as one prepared command: every `--gpu 0` claim, checked in one call.
 
 On the lent GPU machine (Python 3.12, NumPy 2, CuPy, no internet), from the
-repository root, with the wheels it lacks carried in `.gpu-wheels/`:
+repository root, with the wheels it lacks copied into `.gpu-wheels/`:
 
     python3 experiments/gpu_check.py --wheels .gpu-wheels
 
@@ -19,7 +19,9 @@ time limit, carrying on after a failure:
 Everything goes into `--out` (default results/gpu/): each step's output in
 `<step>.log`, the outputs of the runs in sub-folders, and `summary.json` /
 `summary.md` with each step's command, exit status and time. The exit status
-is 0 only if every step passed.
+is 0 only if every step passed. `--out` must be a new or empty folder, or one
+this script wrote before (it holds the marker file `.gpu_check`): a rerun
+replaces the step sub-folders there, and the script deletes nothing elsewhere.
 
 `--dry-run` runs the same steps on the CPU with tiny sizes, saying for each
 GPU step what it would have run, so the script is known to work before a GPU
@@ -64,6 +66,14 @@ print(json.dumps(found, indent=2, sort_keys=True))
 #: The steps, in running order (see `steps`).
 STEPS = ('versions', 'tests', 'toy-gpu', 'toy-cpu', 'sweep-gpu', 'benchmark-gpu',
          'benchmark-cpu', 'profile-gpu')
+
+#: The file that makes a folder this script's own output folder: written when
+#: the script creates the folder or finds it empty, and required before it
+#: deletes anything there (`remove_own`). Without it, `--out .` or `--out ''`
+#: in the repository would delete its tests/ folder, a step's name.
+MARKER = '.gpu_check'
+MARKER_TEXT = ('The output folder of experiments/gpu_check.py: a rerun replaces its '
+               'step folders ({}).\n'.format(', '.join(STEPS)))
 
 #: Benchmark batch sizes on the GPU machine, up to 2**20.
 BATCHES = ['100', '1000', '10000', '100000', '1048576']
@@ -123,13 +133,45 @@ def steps(out, dry_run):
     ]
 
 
-def install(wheels, log):
-    """pip-install the carried wheels into .gpu-site, without the network."""
-    found = sorted(glob.glob(os.path.join(wheels, '*.whl')))
-    if not found:
-        raise SystemExit('gpu_check: error: no .whl files in --wheels {} (copy '
-                         "../shared/gpu-wheels there and add it to 'carry')"
-                         .format(wheels))
+def claim(out):
+    """Create the output folder `out`, or make an empty one this script's own
+    (MARKER). None when `out` is this script's, else why it is refused."""
+    try:
+        os.makedirs(out, exist_ok=True)
+        if os.path.isfile(os.path.join(out, MARKER)):
+            return None
+        if os.listdir(out):
+            return ('it holds files and is not an output folder of this script '
+                    '(no {} in it): give a new or empty folder'.format(MARKER))
+        with open(os.path.join(out, MARKER), 'w') as f:
+            f.write(MARKER_TEXT)
+    except OSError as e:
+        return e.strerror or str(e)
+    return None
+
+
+def remove_own(out, name):
+    """Delete the folder of step `name` in this script's output folder `out`,
+    so that it holds that step's outputs only, also on a rerun.
+
+    The one place where this script deletes: never outside a folder that
+    holds MARKER, never anything but a step's folder (a link is left alone).
+    """
+    if name not in STEPS or not os.path.isfile(os.path.join(out, MARKER)):
+        raise ValueError('refusing to delete {}: not a step folder of an output '
+                         'folder of gpu_check.py'.format(os.path.join(out, name)))
+    path = os.path.join(out, name)
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def wheel_files(wheels):
+    """The .whl files in folder `wheels`, sorted ([] if none)."""
+    return sorted(glob.glob(os.path.join(wheels, '*.whl')))
+
+
+def install(found, log):
+    """pip-install the wheels `found` into .gpu-site, without the network."""
     argv = [sys.executable, '-m', 'pip', 'install', '-q', '--no-index',
             '--no-deps', '--no-compile', '--no-cache-dir', '--upgrade',
             '--target', SITE] + found
@@ -192,13 +234,19 @@ def write_summary(out, results, dry_run):
         f.write('\n'.join(lines) + '\n')
 
 
+def refuse(parser, message):
+    """Exit 2 with one line, as toy.cli.ArgumentParser does (not imported: this
+    script runs before the wheels that toy needs are installed)."""
+    parser.exit(2, '{}: error: {}\n'.format(parser.prog, message))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--out', '-o', default=os.path.join('results', 'gpu'),
                         help='output folder (default: results/gpu)')
     parser.add_argument('--wheels', default=None,
                         help='folder of wheels to install first (on the GPU '
-                             'machine: the carried copy of shared/gpu-wheels)')
+                             'machine: a copy of ../shared/gpu-wheels)')
     parser.add_argument('--dry-run', action='store_true',
                         help='the same steps on the CPU with tiny sizes')
     parser.add_argument('--only', nargs='+', metavar='STEP', default=None,
@@ -207,26 +255,31 @@ def main(argv=None):
     args = parser.parse_args(argv)
     unknown = set(args.only or ()) - set(STEPS)
     if unknown:
-        parser.error('unknown step(s) {}: choose from {}'.format(
+        refuse(parser, 'unknown step(s) {}: choose from {}'.format(
             ' '.join(sorted(unknown)), ' '.join(STEPS)))
+    if not args.out:
+        refuse(parser, '--out is empty: give a folder')
+    wheels = wheel_files(args.wheels) if args.wheels else []
+    if args.wheels and not wheels:
+        refuse(parser, 'no .whl files in --wheels {}: copy there the wheels this '
+                       'machine lacks (cp -r ../shared/gpu-wheels {}), or pass '
+                       '--dry-run to run the steps on the CPU'.format(args.wheels,
+                                                                       args.wheels))
     out = os.path.abspath(args.out)
-    try:
-        os.makedirs(out, exist_ok=True)
-    except OSError as e:
-        parser.exit(2, 'gpu_check: error: --out {}: {}\n'.format(args.out,
-                                                                 e.strerror))
+    refused = claim(out)
+    if refused:
+        refuse(parser, '--out {}: {}'.format(args.out, refused))
     # A rerun of some steps keeps the others' results from the last run.
     results = earlier_steps(out, set(args.only)) if args.only else []
-    if args.wheels:
-        results.append(install(args.wheels, os.path.join(out, 'install.log')))
+    if wheels:
+        results.append(install(wheels, os.path.join(out, 'install.log')))
     for name, step_argv, seconds, env in steps(out, args.dry_run):
         if args.only and name not in args.only:
             continue
         if args.dry_run and name.endswith('-gpu'):
             print('-- {}: dry run, on the CPU with tiny sizes instead of GPU 0'
                   .format(name))
-        # A step's folder holds that run's outputs only, also on a rerun.
-        shutil.rmtree(os.path.join(out, name), ignore_errors=True)
+        remove_own(out, name)
         results.append(run_step(name, step_argv, seconds, env,
                                 os.path.join(out, name + '.log')))
     results.sort(key=lambda r: (('install',) + STEPS).index(r['step']))

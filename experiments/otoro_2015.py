@@ -17,6 +17,7 @@ import os
 import sys
 
 import numpy as np
+from tqdm import tqdm
 
 import toy  # noqa: F401  (patches NumPy/Python for chainer before it is imported)
 import chainer
@@ -91,10 +92,17 @@ def main(argv=None):
                                rng=np.random.default_rng(seeds[3]))
     net = mdn.MDN(hidden=args.hidden, k=args.mixtures, activation='tanh',
                   rng=np.random.default_rng(seeds[4]))
-    forward = fit_least_squares(forward, y[:, 0], x[:, 0], schedule)
-    inverse = fit_least_squares(inverse, x[:, 0], y[:, 0], schedule)
-    info = train.fit(net, x, y, x, y, **schedule)
-    net.to_device('@numpy')
+    # On a terminal only, leaving no line behind: an error stays one line.
+    with tqdm(total=3 * args.epochs, desc='training', unit='epoch', leave=False,
+              disable=None, dynamic_ncols=True) as bar:
+        schedule['progress'] = bar.update
+        bar.set_postfix_str('forward least squares')
+        forward = fit_least_squares(forward, y[:, 0], x[:, 0], schedule)
+        bar.set_postfix_str('inverse least squares')
+        inverse = fit_least_squares(inverse, x[:, 0], y[:, 0], schedule)
+        bar.set_postfix_str('MDN')
+        info = train.fit(net, x, y, x, y, **schedule)
+        net.to_device('@numpy')
 
     y_grid = np.linspace(-10.5, 10.5, 300, dtype=np.float32)
     x_grid = np.arange(-15, 15, 0.1, dtype=np.float32)

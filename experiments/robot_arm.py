@@ -21,11 +21,13 @@ most probable component's mean, and the mixture's mean), as Bishop measures
 it; how often a prediction pairs theta1 of one branch with theta2 of the
 other. Writes metrics.json, results.md and figures to --out.
 """
+import math
 import os
 import sys
 import time
 
 import numpy as np
+from tqdm import tqdm
 
 import toy  # noqa: F401  (patches NumPy/Python for chainer before it is imported)
 import chainer
@@ -39,6 +41,17 @@ TITLES = {'least_squares': 'least squares',
           'joint_full': 'joint mixture, full covariance'}
 COLOURS = {'least_squares': 'tab:blue', 'per_dimension': 'tab:orange',
            'joint_diag': 'tab:red', 'joint_full': 'tab:green'}
+#: Axis labels: positions in units of the arm's length L1 + L2 = 1, angles in radians.
+X1, X2 = (r'$x_{}$ (units of $L_1 + L_2$)'.format(i) for i in (1, 2))
+THETA1, THETA2 = (r'$\theta_{}$ (rad)'.format(i) for i in (1, 2))
+#: How the targets are marked in the arm drawings.
+TARGET = dict(marker='x', color='k', ms=8, ls='none')
+#: The largest --noise: the Bayes limit's quadrature (RobotArm.limits) takes
+#: the noise small against the workspace's inner radius 0.82, and at 0.08
+#: its mass is 3, not 1.
+NOISE_MAX = 0.05
+#: Bytes per node of that quadrature (positions, densities, weights, temporaries).
+QUADRATURE_NODE_BYTES = 80
 
 
 def make_parser():
@@ -55,7 +68,8 @@ def make_parser():
     parser.add_argument('--test-points', type=cli.positive, default=10000,
                         help='test points (default: 10000)')
     parser.add_argument('--noise', type=cli.positive_float, default=0.01,
-                        help='standard deviation of the noise on x (default: 0.01)')
+                        help='standard deviation of the noise on x, at most {} '
+                             '(default: 0.01)'.format(NOISE_MAX))
     parser.add_argument('--mixtures', '-k', type=cli.positive, default=5,
                         help='components K, per dimension for the '
                              'per-dimension mixture (default: 5)')
@@ -87,23 +101,37 @@ def check_args(parser, args):
     if args.lr_final > args.lr:
         parser.error('--lr-final {} is larger than --lr {}: the step size decays'
                      .format(args.lr_final, args.lr))
+    if args.noise > NOISE_MAX:
+        parser.error('--noise {} is larger than {}, where the quadrature of the Bayes '
+                     'limit holds: use --noise {} or less'.format(args.noise, NOISE_MAX,
+                                                                  NOISE_MAX))
     cli.check_out(parser, args.out)
     args.covariance = sorted(set(args.covariance))
     args.device = cli.get_device(parser, args.device)
     cli.check_memory(parser, memory_needed(args), args.device,
                      '--points, --val-points, --test-points, --hidden, '
-                     '--mixtures/-k or --grid')
+                     '--mixtures/-k or --grid, or a larger --noise')
     return args
+
+
+def quadrature_nodes(noise):
+    """Nodes of the Bayes limit's quadrature at this noise (as
+    RobotArm.entropy_x lays them: 4 x 4 per noise-wide piece of its polar
+    box); they grow as 1 / noise^2."""
+    rho_lo, rho_hi, alpha_lo, alpha_hi = datasets.RobotArm(noise).support()
+    return 16 * math.ceil((rho_hi - rho_lo) / noise) * math.ceil(
+        (alpha_hi - alpha_lo) * rho_hi / noise)
 
 
 def memory_needed(args):
     """Rough upper estimate of a run's bytes: the data and their copies
     (float64), the activations of an evaluation batch (at most 65,536 rows),
-    and the error-map grid."""
+    the error-map grid, and the Bayes limit's quadrature."""
     rows = args.points + args.val_points + args.test_points
     head = 6 * args.mixtures  # the largest head: 2 x 3K or K (1 + 2D + 1)
     return (8 * 16 * rows + 4 * 8 * min(rows, 65536) * (args.hidden + head)
-            + 8 * 16 * args.grid ** 2)
+            + 8 * 16 * args.grid ** 2
+            + QUADRATURE_NODE_BYTES * quadrature_nodes(args.noise))
 
 
 def build(name, args, rng):
@@ -116,12 +144,12 @@ def build(name, args, rng):
     return cls(k=args.mixtures, **common)
 
 
-def train_model(model, data, args, seed):
+def train_model(model, data, args, seed, progress=None):
     """The lean loop (best validation kept), alike for every model."""
     return train.fit(model, data['x'], data['theta'], data['x_val'],
                      data['theta_val'], epochs=args.epochs,
                      batchsize=args.batchsize, lr=args.lr, lr_final=args.lr_final,
-                     eval_every=1, seed=seed, device=args.device)
+                     eval_every=1, seed=seed, device=args.device, progress=progress)
 
 
 def to_cpu(a):
@@ -137,6 +165,23 @@ def predict(name, model, scaler, x, how='mode'):
     else:
         theta = model.point_estimate(xs, how)
     return scaler.untarget(to_cpu(theta).astype(np.float64))
+
+
+def model_metrics(name, model, arm, scaler, x, theta, bayes):
+    """A trained model's metrics over the test set x, theta (N, 2) each: a
+    dict, the mask (N,) of the two-valued positions, and the mask of those
+    where its prediction mixes the branches. bayes: the Bayes limit."""
+    theta_mode = predict(name, model, scaler, x, 'mode')
+    theta_mean = (theta_mode if name == 'least_squares'
+                  else predict(name, model, scaler, x, 'mean'))
+    nll = None if name == 'least_squares' else heldout_nll(model, scaler, x, theta)
+    two_valued, mixed = branch_mixing(arm, x, theta_mode)
+    return {'nll': nll, 'gap': None if nll is None else nll - bayes,
+            'rms_mode': rms(hand_error(arm, theta_mode, x)),
+            'rms_mean': rms(hand_error(arm, theta_mean, x)),
+            'rms_theta_nearest_solution': rms(angle_error(arm, theta_mode, x)),
+            'branches_mixed': float(mixed.sum() / max(1, two_valued.sum()))
+            }, two_valued, mixed
 
 
 def heldout_nll(model, scaler, x, theta):
@@ -196,101 +241,135 @@ def rms(e):
 
 
 def figures(out, arm, data, models, scaler, names, grid_cells, per_dim_mixed):
-    """per_dim_mixed (N,): the test positions where the per-dimension
-    mixture pairs theta1 of one branch with theta2 of the other."""
+    """workspace.png, arms.png, landing.png and error_maps.png in out.
+    per_dim_mixed (N,): the test positions where the per-dimension mixture
+    pairs theta1 of one branch with theta2 of the other."""
     x, theta = data['x_test'], data['theta_test']
-    rng = np.random.default_rng(0)
+    show = np.random.default_rng(0).permutation(len(x))[:4000]
+    plots.save(workspace_figure(arm, x, theta, show), os.path.join(out, 'workspace.png'))
+    plots.save(arms_figure(arm, models, scaler, names, shown_targets(x, per_dim_mixed),
+                           np.count_nonzero(per_dim_mixed) >= 3),
+               os.path.join(out, 'arms.png'))
+    plots.save(landing_figure(arm, models, scaler, names, x[show[:400]]),
+               os.path.join(out, 'landing.png'))
+    error_maps(os.path.join(out, 'error_maps.png'), arm, models, scaler, names,
+               grid_cells)
 
-    # 1. The workspace and its two branches.
+
+#: Positions in the middle of the workspace, reached by both branches.
+MIDDLE = np.array([[0.42, 0.82], [0.63, 0.63], [0.8, 0.42]])
+
+
+def shown_targets(x, per_dim_mixed):
+    """The three targets (3, 2) of arms.png: where the per-dimension mixture
+    pairs the branches, three test positions x spread by polar angle, if it
+    does at three; else positions in the middle of the workspace."""
+    where = np.nonzero(per_dim_mixed)[0]
+    where = where[np.argsort(np.arctan2(x[where, 1], x[where, 0]))]
+    return np.concatenate([x[where[[len(where) // 6, len(where) // 2,
+                                    5 * len(where) // 6]]] if len(where) >= 3
+                           else np.zeros((0, 2)), MIDDLE])[:3]
+
+
+def mark_targets(ax, targets):
+    ax.plot(targets[:, 0], targets[:, 1], label='target x', **TARGET)
+
+
+def workspace_figure(arm, x, theta, show):
+    """The workspace and its two branches: positions x and angles theta (N, 2)
+    of the test set, the rows `show` of them drawn; both configurations at
+    three targets."""
     fig, axes = plots.subplots(1, 3, width=4.0, height=3.8)
     ax = axes[0][0]
     up = theta[:, 1] < np.pi
-    show = rng.permutation(len(x))[:4000]
     for mask, colour, label in ((up, 'tab:purple', r'elbow up ($\theta_2 < \pi$)'),
                                 (~up, 'tab:olive', r'elbow down ($\theta_2 > \pi$)')):
         sel = show[mask[show]]
         ax.scatter(x[sel, 0], x[sel, 1], s=2, c=colour, alpha=0.4, linewidths=0,
                    label=label)
     ax.set(aspect='equal', title='workspace: end-effector positions x',
-           xlabel='$x_1$', ylabel='$x_2$')
+           xlabel=X1, ylabel=X2)
     ax.legend(loc='lower left', fontsize=7, markerscale=4)
     ax = axes[0][1]
     for mask, colour in ((up, 'tab:purple'), (~up, 'tab:olive')):
         sel = show[mask[show]]
         ax.scatter(theta[sel, 0], theta[sel, 1], s=2, c=colour, alpha=0.4,
                    linewidths=0)
-    ax.axhline(np.pi, color='k', lw=0.8, ls='--')
-    ax.set(title=r'joint angles $\theta$ (the target)', xlabel=r'$\theta_1$',
-           ylabel=r'$\theta_2$')
+    ax.axhline(np.pi, color='k', lw=0.8, ls='--', label=r'$\theta_2 = \pi$ (arm straight)')
+    ax.set(title=r'joint angles $\theta$ (the target)', xlabel=THETA1, ylabel=THETA2)
+    ax.legend(loc='lower left', fontsize=7)
     ax = axes[0][2]
-    # Positions in the middle of the workspace, reached by both branches.
-    targets = np.array([[0.42, 0.82], [0.63, 0.63], [0.8, 0.42]])
-    # The arms figure shows where the per-dimension mixture pairs the
-    # branches: three such test positions, spread by polar angle, if it does.
-    where = np.nonzero(per_dim_mixed)[0]
-    where = where[np.argsort(np.arctan2(x[where, 1], x[where, 0]))]
-    shown = np.concatenate([x[where[[len(where) // 6, len(where) // 2,
-                                     5 * len(where) // 6]]] if len(where) >= 3
-                            else np.zeros((0, 2)), targets])[:3]
-    for target in targets:
+    for i, target in enumerate(MIDDLE):
         branches = arm.inverse_kinematics(target[None])[:, 0]
-        plots.draw_arms(ax, arm, branches[:1], 'tab:purple')
-        plots.draw_arms(ax, arm, branches[1:], 'tab:olive')
-        ax.plot(*target, 'kx', ms=8)
+        plots.draw_arms(ax, arm, branches[:1], 'tab:purple',
+                        label=None if i else 'elbow up')
+        plots.draw_arms(ax, arm, branches[1:], 'tab:olive',
+                        label=None if i else 'elbow down')
+    mark_targets(ax, MIDDLE)
     ax.set(aspect='equal', xlim=(-0.1, 1.0), ylim=(-0.05, 1.05),
-           title='two configurations per target (x)', xlabel='$x_1$',
-           ylabel='$x_2$')
-    plots.save(fig, os.path.join(out, 'workspace.png'))
+           title='two configurations per target', xlabel=X1, ylabel=X2)
+    ax.legend(loc='upper left', fontsize=7)
+    return fig
 
-    # 2. Predicted configurations drawn as arms, per model.
-    fig, axes = plots.subplots(1, len(names), width=3.6, height=3.7)
+
+def arms_figure(arm, models, scaler, names, shown, paired):
+    """Predicted configurations drawn as arms at the targets shown (M, 2),
+    one panel per model; paired: they are where the per-dimension mixture
+    pairs the branches."""
+    fig, axes = plots.subplots(1, len(names), width=3.6, height=3.9)
     for ax, name in zip(axes[0], names):
-        for target in shown:
-            plots.draw_arms(ax, arm, predict(name, models[name], scaler,
-                                             target[None]), COLOURS[name])
-            ax.plot(*target, 'kx', ms=8)
-        if name != 'least_squares':
-            # Every component of the mixture, faded by its weight (joint
-            # mixtures only: a per-dimension mixture has no joint components).
+        plots.draw_arms(ax, arm, predict(name, models[name], scaler, shown),
+                        COLOURS[name], label='predicted arm')
+        if name not in ('least_squares', 'per_dimension'):
+            # Every component of a joint mixture, faded by its weight (a
+            # per-dimension mixture has no joint components).
             model = models[name]
-            if name != 'per_dimension':
-                logits, mu = model.mixture(model.xp.asarray(scaler.inputs(shown)))[:2]
-                logits, mu = to_cpu(logits), scaler.untarget(to_cpu(mu))
-                pi = np.exp(logits - logits.max(1, keepdims=True))
-                pi /= pi.sum(1, keepdims=True)
-                for i in range(len(shown)):
-                    for k in range(pi.shape[1]):
-                        if pi[i, k] > 0.02:
-                            plots.draw_arms(ax, arm, mu[i, k], 'k',
-                                            alpha=0.6 * pi[i, k], lw=1)
+            logits, mu = model.mixture(model.xp.asarray(scaler.inputs(shown)))[:2]
+            logits, mu = to_cpu(logits), scaler.untarget(to_cpu(mu))
+            pi = np.exp(logits - logits.max(1, keepdims=True))
+            pi /= pi.sum(1, keepdims=True)
+            label = 'a component (faded by weight)'
+            for i in range(len(shown)):
+                for k in range(pi.shape[1]):
+                    if pi[i, k] > 0.02:
+                        plots.draw_arms(ax, arm, mu[i, k], 'k', alpha=0.6 * pi[i, k],
+                                        lw=1, label=label)
+                        label = None
+        mark_targets(ax, shown)
         ax.set(aspect='equal', xlim=(-0.1, 1.0), ylim=(-0.05, 1.05),
-               title=TITLES[name], xlabel='$x_1$', ylabel='$x_2$')
-    fig.suptitle('predicted configurations (most probable component; faded: every '
-                 'joint component, by its weight) at three targets x{}'.format(
-                     ' where the per-dimension mixture pairs the branches'
-                     if len(where) >= 3 else ''), fontsize=9)
-    plots.save(fig, os.path.join(out, 'arms.png'))
+               title=TITLES[name], xlabel=X1, ylabel=X2)
+        ax.legend(loc='lower left', fontsize=7)
+    fig.suptitle(plots.wrap('predicted configurations (most probable component) at '
+                            'three targets x{}'.format(
+                                ' where the per-dimension mixture pairs the branches'
+                                if paired else ''), fig.get_figwidth(),
+                            'figure.titlesize'))
+    return fig
 
-    # 3. Where the predicted configurations land, against the targets.
-    landing = ['least_squares', 'per_dimension', names[-1]]
-    fig, axes = plots.subplots(1, len(landing), width=4.0, height=4.0)
-    sub = show[:400]
-    for ax, name in zip(axes[0], landing):
-        reached = arm.forward_kinematics(predict(name, models[name], scaler, x[sub]))
-        ax.plot(np.stack([x[sub, 0], reached[:, 0]]), np.stack([x[sub, 1], reached[:, 1]]),
+
+def landing_figure(arm, models, scaler, names, x):
+    """Where each model's predicted arm lands, f(theta_hat), against the
+    targets x (M, 2): one panel per model in names."""
+    fig, axes = plots.subplots(1, len(names), width=3.8, height=4.2)
+    circle = np.linspace(0, np.pi / 2, 200)
+    for ax, name in zip(axes[0], names):
+        reached = arm.forward_kinematics(predict(name, models[name], scaler, x))
+        ax.plot(np.stack([x[:, 0], reached[:, 0]]), np.stack([x[:, 1], reached[:, 1]]),
                 '-', color='0.6', lw=0.6)
-        ax.scatter(x[sub, 0], x[sub, 1], s=6, c='k', label='target x', linewidths=0)
+        ax.scatter(x[:, 0], x[:, 1], s=6, c='k', label='target x', linewidths=0)
         ax.scatter(reached[:, 0], reached[:, 1], s=6, c=COLOURS[name],
                    label='reached f(θ̂)', linewidths=0)
-        circle = np.linspace(0, np.pi / 2, 200)
-        ax.plot(np.cos(circle), np.sin(circle), 'k:', lw=0.8)
+        ax.plot(np.cos(circle), np.sin(circle), 'k:', lw=0.8,
+                label='reach of the straight arm')
         ax.set(aspect='equal', xlim=(-0.1, 1.0), ylim=(-0.05, 1.05),
                title='{}:\nwhere the predicted arm lands'.format(TITLES[name]),
-               xlabel='$x_1$', ylabel='$x_2$')
+               xlabel=X1, ylabel=X2)
         ax.legend(loc='lower left', fontsize=7, markerscale=2)
-    plots.save(fig, os.path.join(out, 'landing.png'))
+    return fig
 
-    # 4. Error maps over the workspace.
+
+def error_maps(path, arm, models, scaler, names, grid_cells):
+    """The end-effector error of each model over a grid of the workspace."""
     x1, x2, grid, ok = reachable_grid(arm, grid_cells)
     fig, axes = plots.subplots(1, len(names), width=3.6, height=3.5,
                                layout='constrained')
@@ -300,8 +379,10 @@ def figures(out, arm, data, models, scaler, names, grid_cells, per_dim_mixed):
                                grid[ok])
         image = plots.error_map(ax, x1, x2, error.reshape(len(x2), len(x1)),
                                 TITLES[name], 1e-3, 0.3)
-    fig.colorbar(image, ax=axes[0].tolist(), label='end-effector error |f(θ̂) − x|')
-    with files.atomic_write(os.path.join(out, 'error_maps.png'), 'wb') as f:
+        ax.set(xlabel=X1, ylabel=X2)
+    fig.colorbar(image, ax=axes[0].tolist(),
+                 label='end-effector error |f(θ̂) − x|\n' + r'(units of $L_1 + L_2$)')
+    with files.atomic_write(path, 'wb') as f:
         fig.savefig(f, format='png')
     plots.plt.close(fig)
 
@@ -341,7 +422,6 @@ def main(argv=None):
     parser = make_parser()
     args = check_args(parser, parser.parse_args(argv))
     start = time.time()
-    os.makedirs(args.out, exist_ok=True)
     arm = datasets.RobotArm(args.noise)
     seeds = np.random.SeedSequence(args.seed).spawn(4 + len(MODELS))
     data = {}
@@ -366,29 +446,34 @@ def main(argv=None):
     by_corr = {'subsets': [s[0] for s in subsets],
                'points': [int(s[1].sum()) for s in subsets],
                'bayes': [float(exact[s[1]].mean()) for s in subsets], 'nll': {}}
+    # On a terminal only, leaving no line behind: an error stays one line.
+    bar = tqdm(total=len(names) * args.epochs, desc='training', unit='epoch',
+               leave=False, disable=None, dynamic_ncols=True)
     for i, name in enumerate(names):
+        bar.set_postfix_str(name)
         model = build(name, args, np.random.default_rng(seeds[4 + MODELS.index(name)]))
-        history = train_model(model, scaled, args, seed=args.seed + i)
+        # A diverging run's overflows are reported once, by Diverged.
+        try:
+            with np.errstate(over='ignore', invalid='ignore'):
+                history = train_model(model, scaled, args, seed=args.seed + i,
+                                      progress=bar.update)
+        except train.Diverged as e:
+            bar.close()
+            # Before anything is written: --out keeps what it held.
+            parser.error('{} (--lr {}): {}'.format(TITLES[name], args.lr, e))
         models[name] = model
-        theta_mode = predict(name, model, scaler, x, 'mode')
-        theta_mean = (theta_mode if name == 'least_squares'
-                      else predict(name, model, scaler, x, 'mean'))
-        nll = None if name == 'least_squares' else heldout_nll(model, scaler, x, theta)
-        if nll is not None:
+        found, two_valued, mixed[name] = model_metrics(name, model, arm, scaler, x,
+                                                       theta, bayes)
+        if found['nll'] is not None:
             by_corr['nll'][name] = [heldout_nll(model, scaler, x[s], theta[s])
                                     for _, s in subsets]
-        two_valued, mixed[name] = branch_mixing(arm, x, theta_mode)
-        metrics[name] = {
-            'nll': nll, 'gap': None if nll is None else nll - bayes,
-            'rms_mode': rms(hand_error(arm, theta_mode, x)),
-            'rms_mean': rms(hand_error(arm, theta_mean, x)),
-            'rms_theta_nearest_solution': rms(angle_error(arm, theta_mode, x)),
-            'branches_mixed': float(mixed[name].sum() / max(1, two_valued.sum())),
-            'best_val_loss': history['best_val_loss'],
-            'best_epoch': history['best_epoch'],
-            'train_seconds': round(history['seconds'], 2)}
-        print('{:>14}: {}'.format(name, {k: (round(v, 4) if isinstance(v, float) else v)
-                                         for k, v in metrics[name].items()}), flush=True)
+        metrics[name] = dict(found, best_val_loss=history['best_val_loss'],
+                             best_epoch=history['best_epoch'],
+                             train_seconds=round(history['seconds'], 2))
+        tqdm.write('{:>14}: {}'.format(name, {k: (round(v, 4) if isinstance(v, float)
+                                                  else v)
+                                              for k, v in metrics[name].items()}))
+    bar.close()
 
     exact_ik = arm.inverse_kinematics(x)
     best_branch = np.minimum(hand_error(arm, exact_ik[0], x), hand_error(arm, exact_ik[1], x))
@@ -406,6 +491,7 @@ def main(argv=None):
         'config': {k: v for k, v in vars(args).items() if k not in ('device', 'out')},
         'device': str(args.device), 'versions': mdn.versions(),
     }
+    os.makedirs(args.out, exist_ok=True)
     figures(args.out, arm, data, models, scaler, names, args.grid,
             mixed['per_dimension'])
     result['wall_seconds'] = round(time.time() - start, 1)

@@ -50,7 +50,7 @@ STUDY, META = 'mixture-sweep', {'script': 'sweep_mixtures', 'version': 2,
                                 'key': list(KEY), 'config': list(CONFIG_KEYS)}
 
 
-def parse_args(argv=None):
+def make_parser():
     p = cli.ArgumentParser(description='Sweep the number of MDN mixture '
                            'components K against the exact Bayes limit.')
     p.add_argument('--dataset', nargs='+', default=['all'], metavar='NAME',
@@ -95,7 +95,17 @@ def parse_args(argv=None):
                    '--floor-file; K = 12 takes about 40 s)')
     p.add_argument('--floor-file', metavar='PATH', help='where the floors are '
                    'kept (default: OUT/{})'.format(FLOOR_FILE))
-    args = p.parse_args(argv)
+    return p
+
+
+def parse_args(argv=None):
+    p = make_parser()
+    return check_args(p, p.parse_args(argv))
+
+
+def check_args(p, args):
+    """Validate what argparse cannot, before any work or writing; resolve the
+    device, open the study (sweep.open_from_arguments). Exit 2 with one line."""
     args.dataset = list(datasets.NAMES if 'all' in args.dataset else
                         dict.fromkeys(args.dataset))
     args.mixtures = sorted(set(args.mixtures))
@@ -115,12 +125,35 @@ def parse_args(argv=None):
         if bad:
             p.error(message.format(args))
     args.device_spec, args.device = args.device, cli.get_device(p, args.device)
-    # Evaluation holds the test set's activations and mixture at once.
-    cli.check_memory(p, 16 * args.test_points * (
-        sum(mdn.hidden_widths(args.hidden)) + 3 * args.mixtures[-1]),
-                     args.device, '--test-points, --hidden or --mixtures')
+    cli.check_memory(p, memory_needed(args), args.device, '--hidden, --mixtures, '
+                     '--train-points, --val-points, --test-points, --batchsize or --jobs')
+    if not args.no_floor:
+        if os.path.isdir(floor_path(args)):
+            p.error('{} is a directory, not a file of floors: choose another --floor-file'
+                    .format(floor_path(args)))
+        if args.floor_file:
+            cli.check_out(p, os.path.dirname(args.floor_file) or '.', '--floor-file')
     sweep.open_from_arguments(p, args, STUDY, META, FIELDS)
     return args
+
+
+def memory_needed(args):
+    """Rough upper estimate of the bytes the runs at work at once take
+    (--jobs of them; one with --report-only), before any is started.
+
+    Per run: the parameters with their gradients, Adam's two moments and the
+    best copy; the three splits, drawn in float64, and the shuffled order; and
+    the largest set of activations at once (a training batch, or the
+    validation or test set in one pass), each hidden layer plus the
+    mixture's (N, K) arrays, with their gradients and temporaries.
+    """
+    k, widths = args.mixtures[-1], mdn.hidden_widths(args.hidden)
+    params = sum((n_in + 1) * n for n_in, n in zip([1] + widths, widths + [3 * k]))
+    points = args.train_points + args.val_points + args.test_points
+    rows = max(args.batchsize, args.val_points, args.test_points)
+    run = 4 * 5 * params + 16 * 2 * points + 8 * args.train_points + 16 * rows * (
+        sum(widths) + 8 * k)
+    return run * (1 if args.report_only else args.jobs)
 
 
 def config(args):
@@ -205,18 +238,22 @@ def run_task(point, out, device_spec):
         logits, mu, _ = model.mixture(x_test)
         mean = mdn.mixture_mean(logits, mu)
     # In original units: the squared error scales by the target scale squared.
-    mse = float(np.mean((scaler.untarget(mean) - data['test'][1]) ** 2))
+    with np.errstate(over='ignore', invalid='ignore'):  # a non-finite one is refused
+        mse = float(np.mean((scaler.untarget(mean) - data['test'][1]) ** 2))
     row['mse'] = '{:.6g}'.format(mse)
-    if point['model'] == 'mse':
-        return mse, row
-    nll = mdn.heldout_nll(model, x_test, y_test) + scaler.log_jacobian
-    bayes, gaussian = datasets.limits(point['dataset'], point['direction'])
-    row.update({'nll': nll, 'val_nll': info['best_val_loss'] + scaler.log_jacobian,
-                'bayes_limit': bayes, 'gap_bayes': nll - bayes,
-                'gaussian_limit': gaussian, 'gap_gaussian': nll - gaussian})
-    row.update({k: '{:.6f}'.format(v) for k, v in row.items()
-                if k in FIELDS[6:13] and k != 'mse'})
-    return nll, row
+    value = mse
+    if point['model'] == 'mdn':
+        value = nll = mdn.heldout_nll(model, x_test, y_test) + scaler.log_jacobian
+        bayes, gaussian = datasets.limits(point['dataset'], point['direction'])
+        row.update({'nll': nll, 'val_nll': info['best_val_loss'] + scaler.log_jacobian,
+                    'bayes_limit': bayes, 'gap_bayes': nll - bayes,
+                    'gaussian_limit': gaussian, 'gap_gaussian': nll - gaussian})
+        row.update({k: '{:.6f}'.format(v) for k, v in row.items()
+                    if k in FIELDS[6:13] and k != 'mse'})
+    # A row that export would refuse (a non-finite score: NLL finite, MSE
+    # inf after a blow-up) is a failed run, not a finished one.
+    parse(row)
+    return value, row
 
 
 def parse(row):
@@ -225,8 +262,10 @@ def parse(row):
                   mse=float(row['mse']), train_seconds=float(row['train_seconds']))
     if row['model'] == 'mdn':
         parsed['nll'] = float(row['nll'])
-    if not all(np.isfinite(parsed[f]) for f in ('mse', 'nll') if f in parsed):
-        raise ValueError('non-finite score')
+    bad = [f for f in ('nll', 'mse') if f in parsed and not np.isfinite(parsed[f])]
+    if bad:
+        raise ValueError('non-finite score ({})'.format(', '.join(
+            '{} {}'.format(f, parsed[f]) for f in bad)))
     return parsed
 
 
@@ -241,13 +280,17 @@ def best_k(rows, name, mixtures):
     return min(means)[1] if means else None
 
 
+def floor_path(args):
+    return args.floor_file or os.path.join(args.out, FLOOR_FILE)
+
+
 def floors(args):
     """{(dataset, K): its K-mixture floor} in nats above the Bayes limit
     (datasets.mixture_floor), for this invocation's problems and K; {} with
     --no-floor. Each is computed once and kept in --floor-file."""
     if args.no_floor:
         return {}
-    path = args.floor_file or os.path.join(args.out, FLOOR_FILE)
+    path = floor_path(args)
     try:
         with open(path) as f:
             kept = json.load(f)
@@ -264,6 +307,7 @@ def floors(args):
                       .format(k, name, path), file=sys.stderr)
                 value = kept[label] = datasets.mixture_floor(
                     name, k, args.direction, iterations=FLOOR_ITERATIONS)
+                os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
                 files.write_json(path, kept)  # each as it comes: they are slow
             found[name, k] = value
     return found
@@ -289,12 +333,14 @@ def write_summary(args, rows, failed, floor):
                   '|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
         for k in args.mixtures:
             nll, mse, sec = (select(rows, name, k, f) for f in ('nll', 'mse', 'train_seconds'))
-            gap = nll.mean() - bayes if len(nll) else None
+            if not len(nll):
+                continue
+            gap = nll.mean() - bayes
             shares = ('{:.4f} | {:+.4f}'.format(floor[name, k], gap - floor[name, k])
                       if (name, k) in floor else '– | –')
-            lines += ['| {} | {} | {:.4f} ± {:.4f} | {:+.4f} | {} | {:+.4f} | {:.4g} | {:.1f} |'
-                      .format(k, len(nll), nll.mean(), nll.std(), gap, shares,
-                              nll.mean() - gaussian, mse.mean(), sec.mean())] if len(nll) else []
+            lines.append('| {} | {} | {:.4f} ± {:.4f} | {:+.4f} | {} | {:+.4f} | {:.4g} | '
+                         '{:.1f} |'.format(k, len(nll), nll.mean(), nll.std(), gap, shares,
+                                           nll.mean() - gaussian, mse.mean(), sec.mean()))
         k, mse = best_k(rows, name, args.mixtures), select(rows, name, 0, 'mse', 'mse')
         lines += [''] + (['Best K = {} (mean held-out NLL {:.4f}, gap {:+.4f} nats).'.format(
             k, select(rows, name, k).mean(), select(rows, name, k).mean() - bayes)]
@@ -344,10 +390,47 @@ def draw(args, rows, floor):
     plots.sweep_figures(args.out, problems)
 
 
+def held(study, args):
+    """What the study holds, for a message: per configuration of its finished
+    runs, its fingerprint, how many, of which problems and K, and the options
+    that would select it instead of this command's."""
+    mine, configs = config(args), {}
+    for trial in sweep.outcomes(study).values():
+        point = trial.user_attrs.get('point')
+        if isinstance(point, dict):
+            configs.setdefault(str(point.get('config')), []).append(point)
+    phrases = []
+    for name, points in sorted(configs.items()):
+        options = []
+        for k in CONFIG_KEYS + OPTIONAL_CONFIG:
+            value, flag = points[0].get(k), '--' + k.replace('_', '-')
+            if value != mine.get(k):
+                options.append('without ' + flag if value is None else flag
+                               if value is True else ' '.join(
+                                   [flag] + [str(v) for v in np.atleast_1d(value)]))
+        phrases.append('config {} ({} runs of {}, K {}{})'.format(
+            name, len(points), ' '.join(sorted({'{dataset} {direction}'.format(**p)
+                                                for p in points})),
+            ' '.join(map(str, sorted({p['k'] for p in points}))),
+            ': ' + ' '.join(options) if options else ''))
+    return '; '.join(phrases) or 'no finished run'
+
+
 def main(argv=None):
-    args = parse_args(argv)
+    parser = make_parser()
+    args = check_args(parser, parser.parse_args(argv))
     points = grid(args)
-    if not args.report_only:
+    if args.report_only:
+        done = sweep.outcomes(args.study)
+        if not any(key(p) in done for p in points):
+            parser.error(
+                "--report-only: nothing to report: the study in {} has no finished run of "
+                "this command's grid (config {}, {} {}, K {}); it holds {}".format(
+                    sweep.shown(args.url), config_id(args), ' '.join(args.dataset),
+                    args.direction, ' '.join(map(str, args.mixtures)),
+                    held(args.study, args)))
+        os.makedirs(args.out, exist_ok=True)  # --storage elsewhere: nothing made yet
+    else:
         os.environ.setdefault('OMP_NUM_THREADS', '1')  # the workers are the parallelism
         status = sweep.run(args.url, args.study, points, key, functools.partial(
             run_task, out=args.out, device_spec=args.device_spec), args.jobs,

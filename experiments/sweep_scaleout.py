@@ -5,12 +5,16 @@ commands at once, --jobs 1 each, as two machines would run them, against a
 throwaway local server started for the measurement). The three are run in
 that order and then in reverse (A B C C B A), so that a change in the
 machine's load during the measurement shows, and wall times go side by side
-into OUT/scaleout.md (and .json).
+into OUT/scaleout.md (and .json). It takes about 12 minutes and says which
+of the six measurements it is at; the server stops with it, also when it is
+interrupted (Ctrl-C) or terminated (SIGTERM).
 
     python experiments/sweep_scaleout.py            # results/sweep/scaleout.md
 """
+import argparse
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -19,7 +23,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'tests'))
 import pg_server  # noqa: E402  (the tests' throwaway server)
-from toy import files  # noqa: E402
+from toy import cli, files  # noqa: E402
 
 SCRIPT = os.path.join(ROOT, 'experiments', 'sweep_mixtures.py')
 #: (label, PostgreSQL database name or None, commands at once, --jobs each)
@@ -29,29 +33,70 @@ MODES = [('1 worker, SQLite', None, 1, 1),
 SUBSET = ['--dataset', 'bishop', '--mixtures', '1', '4', '--seeds', '2', '--no-figures']
 
 
+def parse_args(argv=None):
+    p = cli.ArgumentParser(description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--out', '-o', default=os.path.join('results', 'sweep'),
+                   help='folder of scaleout.md and scaleout.json (default: '
+                        '%(default)s)')
+    args = p.parse_args(argv)
+    cli.check_out(p, args.out)
+    return args
+
+
+def terminated(signum, frame):
+    """SIGTERM: unwind like Ctrl-C, so that the `finally` blocks stop the
+    sweeps and the server."""
+    raise SystemExit(128 + signum)
+
+
 def timed(commands):
-    """Run the commands at once; the wall time until the last one ends."""
+    """Run the commands at once; the wall time until the last one ends. On
+    the way out (a failure, Ctrl-C, SIGTERM) none is left running."""
     start = time.time()
-    procs = [subprocess.Popen(c, cwd=ROOT, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True) for c in commands]
-    for proc in procs:
-        _, err = proc.communicate()
-        if proc.returncode:
-            raise SystemExit('{} failed: {}'.format(' '.join(proc.args), err[-500:]))
+    procs = []
+    try:
+        for c in commands:
+            procs.append(subprocess.Popen(c, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.PIPE, text=True))
+        for proc in procs:
+            _, err = proc.communicate()
+            if proc.returncode:
+                raise SystemExit('{} failed: {}'.format(' '.join(proc.args),
+                                                        err[-500:]))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                # As Ctrl-C would: the sweep stops its workers and exits.
+                proc.send_signal(signal.SIGINT)
+        for proc in procs:
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
     return time.time() - start
 
 
-def main(out=os.path.join('results', 'sweep')):
+def main(argv=None):
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, terminated)
     base = [sys.executable, SCRIPT] + SUBSET
-    try:
-        server = pg_server.started()
-    except pg_server.Unavailable as e:
-        raise SystemExit('sweep_scaleout.py: {}'.format(e))
     times, loads = {}, []
     try:
+        server = pg_server.Server()
+    except pg_server.Unavailable as e:
+        raise SystemExit('sweep_scaleout.py: {}'.format(e))
+    try:
+        server.start()
+        print('PostgreSQL server for the measurement: port {} (in {})'.format(
+            server.port, server.root), flush=True)
         with tempfile.TemporaryDirectory() as tmp:
             for run, order in enumerate([MODES, MODES[::-1]]):
-                for label, postgres, commands, jobs in order:
+                for step, (label, postgres, commands, jobs) in enumerate(order):
+                    print('[{}/{}] {} ...'.format(run * len(MODES) + step + 1,
+                                                  2 * len(MODES), label), end=' ',
+                          flush=True)
                     storage = ['--storage', server.create_database('{}{}'.format(
                         postgres, run))] if postgres else []
                     loads.append(os.getloadavg()[0])
@@ -60,8 +105,14 @@ def main(out=os.path.join('results', 'sweep')):
                             tmp, '{}-{}-{}'.format(run, MODES.index((label, postgres,
                                                                      commands, jobs)), c))]
                         for c in range(commands)]))
+                    print('{:.0f} s'.format(times[label][-1]), flush=True)
+    except pg_server.Unavailable as e:
+        raise SystemExit('sweep_scaleout.py: {}'.format(e))
     finally:
+        # A second SIGTERM must not cut the server's stop short.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         server.stop()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     runs = 2 * (2 + 1)
     one = sum(times[MODES[0][0]]) / 2
     lines = ['# Sweep scale-out', '',
@@ -74,14 +125,14 @@ def main(out=os.path.join('results', 'sweep')):
              'worker (means) |', '|---|---:|---:|---:|']
     lines += ['| {} | {:.1f} | {:.1f} | {:.2f} |'.format(
         label, t[0], t[1], one / (sum(t) / 2)) for label, t in times.items()]
-    os.makedirs(out, exist_ok=True)
-    with files.atomic_write(os.path.join(out, 'scaleout.md')) as f:
+    os.makedirs(args.out, exist_ok=True)
+    with files.atomic_write(os.path.join(args.out, 'scaleout.md')) as f:
         f.write('\n'.join(lines) + '\n')
-    files.write_json(os.path.join(out, 'scaleout.json'), {
+    files.write_json(os.path.join(args.out, 'scaleout.json'), {
         'subset': SUBSET, 'runs': runs, 'cpus': os.cpu_count(), 'loads': loads,
         'wall_seconds': times})
     print('\n'.join(lines))
 
 
 if __name__ == '__main__':
-    main(*sys.argv[1:])
+    main()

@@ -52,7 +52,6 @@ class Server(object):
         if self.prefix:
             os.chown(self.root, user.pw_uid, user.pw_gid)
         self.data = os.path.join(self.root, 'data')
-        self.started = False
 
     def run(self, *command):
         proc = subprocess.run(self.prefix + [os.path.join(self.bin, command[0])]
@@ -73,7 +72,6 @@ class Server(object):
         self.run('pg_ctl', '-D', self.data, '-l', os.path.join(self.root, 'log'),
                  '-w', '-t', '60', '-o', "-p {} -k {} -c listen_addresses=127.0.0.1 "
                  '-c fsync=off'.format(self.port, self.root), 'start')
-        self.started = True
         return self
 
     def url(self, database='postgres', password=PASSWORD):
@@ -90,8 +88,10 @@ class Server(object):
         return self.url(name)
 
     def stop(self):
+        # The server's own pid file, not whether start() returned, says if one
+        # runs: a start cut short (Ctrl-C, SIGTERM) can leave one running.
         with contextlib.suppress(Unavailable, subprocess.TimeoutExpired):
-            if self.started:
+            if os.path.exists(os.path.join(self.data, 'postmaster.pid')):
                 self.run('pg_ctl', '-D', self.data, '-m', 'immediate', '-w', 'stop')
         shutil.rmtree(self.root, ignore_errors=True)
 

@@ -320,3 +320,77 @@ def test_resume_at_the_requested_epoch_trains_nothing_more(snapshot_run, tmp_pat
     assert json.load(open(os.path.join(out, 'metrics.json')))['nll_test'] == want
     with np.load(os.path.join(out, 'mdn-snapshot')) as npz:
         assert int(npz['updater/iteration']) == 2 * 2
+
+
+# ---------------------------------------------------------------------------
+# toy/cli.py: the device and seed options every script shares
+# ---------------------------------------------------------------------------
+
+from toy import cli  # noqa: E402
+
+
+def device_parser():
+    parser = cli.ArgumentParser(prog='prog')
+    cli.add_device_arguments(parser)
+    return parser
+
+
+def exits_2(capsys, call, *args):
+    with pytest.raises(SystemExit) as e:
+        call(*args)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1, err
+    return err
+
+
+@pytest.mark.parametrize('argv, spec', [(['--gpu'], '0'), (['-g'], '0'),
+                                        (['--gpu', '1'], '1'), ([], '-1'),
+                                        (['--device', '@cupy:2'], '@cupy:2')])
+def test_a_bare_gpu_option_means_gpu_0(argv, spec):
+    assert device_parser().parse_args(argv).device == spec
+
+
+@pytest.mark.skipif(cuda.available, reason='a GPU is present')
+def test_a_bare_gpu_option_is_refused_without_cuda(capsys):
+    """`--gpu` alone asks for GPU 0: without CUDA that is an error, never the CPU."""
+    parser = device_parser()
+    err = exits_2(capsys, cli.get_device, parser, parser.parse_args(['--gpu']).device)
+    assert 'device 0 needs CuPy with a working CUDA' in err
+
+
+@pytest.mark.gpu
+def test_a_bare_gpu_option_runs_on_gpu_0():
+    parser = device_parser()
+    device = cli.get_device(parser, parser.parse_args(['--gpu']).device)
+    assert device.xp is cuda.cupy and device.device.id == 0
+
+
+@pytest.mark.parametrize('index, count', [(0, 0), (1, 1), (2, 2), (3, 2)])
+def test_a_gpu_index_past_the_last_gpu_is_refused(index, count, capsys):
+    err = exits_2(capsys, cli.check_gpu_index, device_parser(), str(index), index,
+                  count)
+    assert 'device {} does not exist: this machine has {} GPU(s)'.format(
+        index, count) in err
+
+
+@pytest.mark.parametrize('index, count', [(0, 1), (1, 2), (7, 8)])
+def test_a_gpu_index_below_the_count_is_accepted(index, count):
+    assert cli.check_gpu_index(device_parser(), str(index), index, count) is None
+
+
+@pytest.mark.gpu
+def test_the_gpu_count_itself_is_refused(capsys):
+    count = cuda.cupy.cuda.runtime.getDeviceCount()
+    err = exits_2(capsys, cli.get_device, device_parser(), str(count))
+    assert 'does not exist' in err
+
+
+@pytest.mark.parametrize('text', ['0', '1', str(2 ** 31), str(2 ** 32 - 1)])
+def test_every_seed_numpy_takes_is_accepted(text):
+    value = cli.seed(text)
+    assert value == int(text)
+    # The bound is NumPy's legacy generator's (and CuPy's): it takes each.
+    np.random.RandomState(value)
+    args = mdn.make_parser().parse_args(['--seed', text])
+    assert args.seed == int(text)

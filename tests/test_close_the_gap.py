@@ -4,10 +4,16 @@ import csv
 import json
 import os
 
+import shutil
+import zlib
+
 import numpy as np
 import pytest
+from scipy.special import logsumexp
+from scipy.stats import norm
 
-from test_scripts import load
+from test_scripts import ROOT, load, tree
+from toy import train
 
 gap = load('close_the_gap')
 TINY = ['--train-points', '300', '--val-points', '100', '--test-points', '200',
@@ -80,9 +86,102 @@ def test_table_reports_each_rung_against_its_own_runs_and_the_floors(tiny, tmp_p
             excess = np.array([float(b['excess']) for b in mine])
             assert excess.mean() > 0.05
         assert os.path.isfile(os.path.join(out, rung, 'excess_by_input.png'))
-    # The table is redrawn from the storage alone, the same.
+    # The table is redrawn from the storage alone, the same, and the figure
+    # of the gaps with it: per rung, each seed's gap and the rung's K-floor.
+    os.remove(os.path.join(out, 'gap.png'))
     assert gap.main(['--seeds', '2', '--out', out, '--report-only']) == 0
     assert open(os.path.join(out, 'summary.md')).read() == summary
+    assert os.path.getsize(os.path.join(out, 'gap.png')) > 1000
+    args = gap.parse_args(['--seeds', '2', '--out', out, '--report-only'])
+    rows = gap.gap_rows({rung: gap.results(args, rung) for rung in ('one', 'two')})
+    assert [label for label, _ in rows] == ['one (K = 2)', 'two (K = 3)']
+    for (_, found), rung in zip(rows, ('one', 'two')):
+        with open(os.path.join(out, rung, 'results.csv'), newline='') as f:
+            csv_rows = list(csv.DictReader(f))
+        k = gap.RUNGS[rung][1]
+        for name in gap.datasets.NAMES:
+            gaps, floor = found[name]
+            want = [float(r['nll']) - gap.datasets.limits(name)[0] for r in csv_rows
+                    if r['dataset'] == name]
+            np.testing.assert_allclose(sorted(gaps), sorted(want), atol=1e-5)
+            assert floor == k / 8
+    excess_against_a_known_mixture(out)
+
+
+def excess_against_a_known_mixture(out):
+    """excess_by_input of rung 'one' whose seed-0 models are replaced by nets
+    that output one known mixture at every input (head weights 0): each bin's
+    excess is then log p(y|x) - log q(y), q computed here by scipy in original
+    units, which the saved standardisation (y scale 0.3) must reach."""
+    args = gap.parse_args(['--seeds', '2', '--out', out, '--report-only'])
+    swept = gap.sweep_mixtures.parse_args(gap.sweep_argv(args, 'one') + ['--report-only'])
+    pi, mu, sd = np.array([0.25, 0.75]), np.array([0.3, 0.7]), np.array([0.2, 0.35])
+    y_mean, y_scale = 0.5, 0.3
+    for name in gap.datasets.NAMES:
+        point = dict(gap.sweep_mixtures.grid(swept)[0], dataset=name, model='mdn', k=2,
+                     seed=0)
+        net = gap.sweep_mixtures.build_model(point)
+        net.head.W.array[...] = 0
+        net.head.b.array[...] = np.concatenate([np.log(pi), (mu - y_mean) / y_scale,
+                                                2 * np.log(sd / y_scale)])
+        scaler = train.Standardizer.from_state({
+            'x_mean': np.array([0.1]), 'x_scale': np.array([2.0]),
+            'y_mean': np.array([y_mean]), 'y_scale': np.array([y_scale])})
+        gap.sweep.save_model(gap.sweep_mixtures.model_path(swept.out, point), net, scaler)
+    assert gap.excess_by_input(args, 'one', n=3000) is True
+    with open(os.path.join(out, 'one', 'excess_by_input.csv'), newline='') as f:
+        bins = list(csv.DictReader(f))
+    for name in gap.datasets.NAMES:
+        x, y = (a[:, 0] for a in gap.datasets.generate(
+            name, 3000, np.random.default_rng(zlib.crc32(name.encode()))))
+        log_q = logsumexp(np.log(pi) + norm.logpdf(y[:, None], mu, sd), axis=1)
+        excess = gap.datasets.conditional_log_density(name, x, y) - log_q
+        order = np.argsort(x, kind='stable')
+        # 3000 distinct inputs in 20 bins of equal probability: 150 each.
+        want = excess[order].reshape(20, 150).mean(axis=1)
+        got = np.array([float(b['excess']) for b in bins if b['dataset'] == name])
+        np.testing.assert_allclose(got, want, atol=6e-5, err_msg=name)
+
+
+def test_report_only_without_runs_is_one_line_and_creates_nothing(tmp_path, capsys):
+    (tmp_path / 'empty').mkdir()
+    (tmp_path / 'other').mkdir()
+    (tmp_path / 'other' / 'small').mkdir()          # a rung's folder, no storage
+    (tmp_path / 'other' / 'summary.md').write_text('kept')
+    before = tree(str(tmp_path))
+    for out in ('empty', 'missing', os.path.join('missing', 'deeper'), 'other'):
+        with pytest.raises(SystemExit) as e:
+            gap.main(['--report-only', '--out', str(tmp_path / out)])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count('\n') == 1 and "holds no rung's runs" in err, err
+        assert 'give the --out of an earlier run' in err
+    assert tree(str(tmp_path)) == before
+
+
+def test_report_only_on_the_committed_results_says_once_what_is_not_redrawn(
+        tmp_path, capsys):
+    """results/gap commits every rung's storage but not its models: the table
+    is redrawn, the figures of where each rung loses are kept, said once."""
+    out = str(tmp_path / 'gap')
+    shutil.copytree(os.path.join(ROOT, 'results', 'gap'), out)
+    before = tree(out)
+    assert gap.main(['--report-only', '--out', out]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err == ['excess_by_input not redrawn for {}: no models/ folder (models are '
+                   'not committed); the table is redrawn from the storage'.format(
+                       ', '.join(gap.RUNGS))]
+    # The figure's bytes depend on the matplotlib that draws it.
+    after = tree(out)
+    assert after.pop('gap.png').startswith(b'\x89PNG')
+    before.pop('gap.png', None)
+    assert after == before
+
+
+def test_one_seed_has_no_spread_to_show():
+    """One seed printed "± 0.0000"."""
+    assert gap.mean_spread(np.array([-1.23456])) == '-1.2346 (one seed)'
+    assert gap.mean_spread(np.array([1.0, 2.0])) == '1.5000 ± 0.5000'
 
 
 def test_the_committed_rungs_keep_their_runs(tmp_path):

@@ -156,3 +156,51 @@ def test_check_sees_every_header_before_any_data(tmp_path, no_data_read):
     with pytest.raises(ValueError, match='b is complex'):
         files.read_npz_safe(path, check=check)
     assert seen == [('a', (2, 3), np.float32), ('b', (4,), np.complex64)]
+
+
+def test_the_size_cap_is_on_all_members_together(tmp_path, no_data_read):
+    """Two members, each under the cap, that together exceed it are refused
+    (a mutant capping each member alone survived); either one alone passes."""
+    path = str(tmp_path / 'two.npz')
+    np.savez(path, a=np.zeros(100), b=np.zeros(100))          # 800 bytes of data each
+    with pytest.raises(ValueError, match=r'would take over 1,\d{3} bytes \(b alone is '
+                                         r'\(100,\) float64\), more than the 1,200 allowed'):
+        files.read_npz_safe(path, max_bytes=1200)
+    for key in ('a', 'b'):
+        np.savez(path, **{key: np.zeros(100)})
+        with pytest.raises(AssertionError, match='array data were read'):
+            files.read_npz_safe(path, max_bytes=1200)           # past the cap: reading
+
+
+def test_two_processes_writing_one_file_do_not_collide(tmp_path):
+    """Each writer has its own temporary file (named with its pid): a second
+    process that writes and renames while the first is half-way leaves the
+    first's file alone, and the first's rename then puts its whole text in
+    place. With one shared temporary name the second would truncate the
+    first's half-written file and rename it away under it."""
+    path = str(tmp_path / 'metrics.json')
+    half_written, go = os.pipe(), os.pipe()
+    pid = os.fork()
+    if pid == 0:                                             # the first writer
+        status = 1
+        try:
+            with files.atomic_write(path) as f:
+                f.write('first ' * 1000)
+                f.flush()
+                os.write(half_written[1], b'x')
+                os.read(go[0], 1)
+                f.write('end')
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(half_written[1])            # so that a child that died reads as b''
+    os.close(go[0])
+    assert os.read(half_written[0], 1) == b'x'
+    with files.atomic_write(path) as f:                      # the second writer
+        f.write('second')
+    assert open(path).read() == 'second'
+    os.write(go[1], b'x')
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert open(path).read() == 'first ' * 1000 + 'end'
+    assert os.listdir(str(tmp_path)) == ['metrics.json']

@@ -466,3 +466,26 @@ def test_mdn_with_a_floor():
     for p, g in grads['model'].items():
         np.testing.assert_allclose(g, grads['logspace'][p], rtol=1e-4, atol=1e-6,
                                    err_msg=p)
+
+
+@pytest.mark.parametrize('bad', [np.nan, np.inf, -np.inf])
+def test_non_finite_targets_are_refused_not_a_silent_nan(bad):
+    """Issue 17, item 13: a NaN target gave a NaN loss without a word (and
+    +-inf a finite one or NaN). Refused, naming y, in both fused forms."""
+    logits, mu, ln_var, y = mixture_inputs(4, 3, 1, np.float32)
+    y[2, 0] = bad
+    with pytest.raises(ValueError, match=r'^nll_fused: y holds 1 NaN or inf value\(s\), '
+                                         r'the first in row 2'):
+        loss.nll_fused(logits, mu, ln_var, y)
+    with pytest.raises(ValueError, match=r'^nll_fused_packed: y holds 1 NaN or inf'):
+        loss.nll_fused_packed(pack(logits, mu, ln_var), y, 3)
+
+
+def test_an_infinite_variance_is_refused_not_a_finite_lie():
+    """ln_var = +inf on every component: the likelihood is 0, the NLL +inf;
+    the clipped sum of ln_var made it 1.7e38."""
+    logits, mu, ln_var, y = mixture_inputs(2, 2, 1, np.float32)
+    ln_var[0] = np.inf
+    with pytest.raises(ValueError, match=r'ln_var holds 2 NaN or inf value\(s\), the first '
+                                         r'in row 0'):
+        loss.nll_fused(logits, mu, ln_var, y)

@@ -2,11 +2,16 @@
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 
+import pytest
+
 import toy  # noqa: F401
 from chainer.backends import cuda
+
+from test_scripts import tree
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, 'experiments', 'gpu_check.py')
@@ -47,12 +52,114 @@ def test_dry_run_runs_every_step_on_the_cpu(tmp_path):
     assert 'dry run' in (out / 'summary.md').read_text()
 
 
-def test_missing_wheels_is_one_line(tmp_path):
+def test_missing_wheels_is_one_line_saying_what_to_do(tmp_path):
     proc = subprocess.run([sys.executable, SCRIPT, '--wheels', str(tmp_path),
                            '--out', str(tmp_path / 'gpu')],
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
-    assert proc.returncode != 0
-    assert proc.stderr.strip().count('\n') == 0 and 'no .whl files' in proc.stderr
+    assert proc.returncode == 2
+    assert proc.stderr.count('\n') == 1 and 'no .whl files' in proc.stderr
+    assert 'cp -r ../shared/gpu-wheels' in proc.stderr and '--dry-run' in proc.stderr
+    assert 'carry' not in proc.stderr   # a word of no meaning in this project
+    assert os.listdir(str(tmp_path)) == []
+
+
+def make_commands(*args):
+    """The commands `make gpu-check` would run (make -n: nothing runs)."""
+    proc = subprocess.run(['make', '--no-print-directory', '-n', 'gpu-check', *args],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+@pytest.mark.skipif(shutil.which('make') is None, reason='no make')
+def test_make_gpu_check_dry_run_uses_the_project_environment():
+    # The system python3 has no chainer: every step of a dry run failed.
+    dry = make_commands('ARGS=--dry-run --only versions')
+    assert 'ln -sfn' in dry     # the setup target makes .venv first
+    assert dry.splitlines()[-1].split() == [
+        '.venv/bin/python', 'experiments/gpu_check.py', '--dry-run', '--only',
+        'versions']
+    # The GPU machine's python3 with its wheels, no project venv there.
+    real = [line.split() for line in make_commands('PYTHON=python3').splitlines()]
+    assert real == [['python3', 'experiments/gpu_check.py', '--wheels', '.gpu-wheels']]
+
+
+@pytest.mark.parametrize('out, message', [
+    ('', '--out is empty: give a folder'),
+    ('.', 'is not an output folder of this script (no .gpu_check in it)'),
+    ('mine', 'is not an output folder of this script (no .gpu_check in it)'),
+])
+def test_a_folder_not_its_own_is_refused_and_kept_byte_for_byte(out, message,
+                                                                tmp_path):
+    """`--out ''` or `--out .` from the repository root deleted tests/: each
+    step's folder was removed from whatever folder --out named."""
+    cwd = tmp_path / 'cwd'
+    for folder in (cwd, cwd / 'mine'):
+        for name in ('tests', 'toy-cpu', 'versions'):
+            (folder / name).mkdir(parents=True)
+            (folder / name / 'kept.py').write_bytes(b'kept ' + name.encode())
+        (folder / 'summary.json').write_text('{"steps": []}')
+    before = tree(str(cwd))
+    proc = subprocess.run([sys.executable, SCRIPT, '--dry-run', '--only', 'versions',
+                           'toy-cpu', '--out', out], capture_output=True, text=True,
+                          timeout=60, cwd=str(cwd))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.count('\n') == 1 and message in proc.stderr, proc.stderr
+    assert proc.stdout == ''
+    assert tree(str(cwd)) == before
+
+
+def test_its_own_folder_is_marked_and_only_its_steps_are_replaced(tmp_path):
+    out = tmp_path / 'gpu'
+    out.mkdir()     # empty: claimed
+    args = [sys.executable, SCRIPT, '--dry-run', '--only', 'versions', '--out', str(out)]
+    assert subprocess.run(args, capture_output=True, timeout=120).returncode == 0
+    assert (out / gpu_check.MARKER).read_text() == gpu_check.MARKER_TEXT
+    # A rerun replaces the step's folder, and leaves what is not a step's.
+    (out / 'versions').mkdir()
+    (out / 'versions' / 'stale').write_text('stale')
+    (out / 'notes').mkdir()
+    (out / 'notes' / 'kept').write_text('kept')
+    assert subprocess.run(args, capture_output=True, timeout=120).returncode == 0
+    assert not (out / 'versions').exists()
+    assert (out / 'notes' / 'kept').read_text() == 'kept'
+
+
+def test_remove_own_deletes_only_step_folders_of_a_marked_folder(tmp_path):
+    (tmp_path / 'tests').mkdir()
+    (tmp_path / 'notes').mkdir()
+    with pytest.raises(ValueError, match='not a step folder of an output folder'):
+        gpu_check.remove_own(str(tmp_path), 'tests')    # no marker
+    (tmp_path / gpu_check.MARKER).write_text(gpu_check.MARKER_TEXT)
+    with pytest.raises(ValueError, match='not a step folder'):
+        gpu_check.remove_own(str(tmp_path), 'notes')    # not a step
+    with pytest.raises(ValueError, match='not a step folder'):
+        gpu_check.remove_own(str(tmp_path), os.pardir)
+    gpu_check.remove_own(str(tmp_path), 'tests')
+    assert sorted(os.listdir(str(tmp_path))) == [gpu_check.MARKER, 'notes']
+
+
+def test_the_committed_results_are_its_own_folder(tmp_path):
+    """results/gpu/ is committed with its marker, so the documented command
+    (--out results/gpu) reruns steps there; a copy shows it, byte for byte
+    outside the step rerun."""
+    committed = os.path.join(ROOT, 'results', 'gpu')
+    with open(os.path.join(committed, gpu_check.MARKER)) as f:
+        assert f.read() == gpu_check.MARKER_TEXT
+    out = tmp_path / 'gpu'
+    shutil.copytree(committed, str(out))
+    before = tree(str(out))
+    proc = subprocess.run([sys.executable, SCRIPT, '--dry-run', '--only', 'versions',
+                           '--out', str(out)], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+    # The committed run's suite step failed: the exit status says so still.
+    assert proc.returncode == 1 and proc.stderr == '', proc.stdout + proc.stderr
+    summary = json.loads((out / 'summary.json').read_text())
+    assert [s['status'] for s in summary['steps'] if s['step'] == 'versions'] == \
+        ['passed']
+    after = tree(str(out))
+    changed = {p for p in set(before) | set(after) if before.get(p, 0) != after.get(p, 0)}
+    assert changed <= {'versions.log', 'summary.json', 'summary.md'}
 
 
 def test_only_reruns_the_named_steps(tmp_path):

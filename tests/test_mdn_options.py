@@ -228,7 +228,7 @@ def test_one_layer_keeps_its_published_initial_weights():
     assert mdn.hidden_option([6]) == 6 and mdn.hidden_option([6, 7]) == [6, 7]
 
 
-@pytest.mark.parametrize('hidden', [[], [4, 0], 0, [2.5], True, 'x'])
+@pytest.mark.parametrize('hidden', [[], [4, 0], 0, [2.5], True, 'x', 2.5, None])
 def test_bad_hidden_widths_are_refused(hidden):
     with pytest.raises(ValueError, match='hidden must be'):
         mdn.MDN(hidden=hidden)
@@ -271,3 +271,66 @@ def test_spread_components_refuses_what_it_cannot_spread():
     for cls in (mdn.PerDimensionMDN, mdn.FullCovarianceMDN):
         with pytest.raises(NotImplementedError, match='MDN only'):
             cls(out_dim=2, hidden=4, k=3).spread_components(np.zeros((10, 2)))
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    ({'k': 0}, r'k must be a positive int, not 0'),
+    ({'k': 2.0}, r'k must be a positive int, not 2\.0'),
+    ({'in_dim': 0}, r'in_dim must be a positive int, not 0'),
+    ({'out_dim': -1}, r'out_dim must be a positive int, not -1'),
+    ({'activation': 'gelu'}, r"activation must be one of none, relu, sigmoid, silu, "
+                             r"tanh, not 'gelu'"),
+    ({'nll': 'mse'}, r"nll must be one of density, fused, logspace, not 'mse'"),
+    ({'ln_var_min': float('nan')}, r'ln_var_min must be a finite number .* not nan'),
+    ({'ln_var_min': '-5'}, r"ln_var_min must be a finite number .* not '-5'"),
+])
+@pytest.mark.parametrize('cls', [mdn.MDN, mdn.FullCovarianceMDN, mdn.PerDimensionMDN])
+def test_bad_model_options_get_a_value_error_saying_what_to_give(cls, kwargs, message):
+    """Issue 17, item 13: k = 0, in_dim = 0 and hidden = 2.5 failed deep
+    inside Chainer or NumPy, activation='gelu' with a KeyError, and
+    ln_var_min = nan gave a NaN loss."""
+    with pytest.raises(ValueError, match=message):
+        cls(hidden=4, **kwargs)
+
+
+def test_bad_baseline_options_are_refused():
+    for kwargs in ({'in_dim': 0}, {'out_dim': 0}, {'activation': 'gelu'}):
+        with pytest.raises(ValueError, match='must be'):
+            mdn.LeastSquares(hidden=4, **kwargs)
+
+
+def test_full_covariance_with_tiny_factors_is_finite():
+    """Issue 17, item 11: log L_dd <= -45 (exp(-log L_dd) overflows float32
+    from -88.7) gave NaN values and gradients. Three float32 cases, against
+    hand values: y on the mean at L_dd = e^-100; one
+    component beyond the float range (z^2 / 2 = 1e39) beside an ordinary
+    one; and every component beyond it (+inf, and no gradient)."""
+    logits = np.zeros((1, 2), np.float32)
+    mu = np.zeros((1, 2, 2), np.float32)
+    lower = np.full((1, 2, 1), 0.5, np.float32)
+    y = np.zeros((1, 2), np.float32)
+
+    def value_and_grads(*arrays):
+        xs = [chainer.Variable(a) for a in arrays]
+        out = loss.nll_full_covariance(*xs)
+        out.backward()
+        for x in xs:
+            assert np.isfinite(x.grad).all()
+        return out.array, [x.grad for x in xs]
+
+    on_mean = np.full((1, 2, 2), -100, np.float32)
+    value, _ = value_and_grads(logits, mu, on_mean, lower, y)
+    np.testing.assert_allclose(value, np.log(2 * np.pi) - 200, rtol=1e-6)
+
+    # The second component, L = [[1, 0], [0.5, 1]], has z = (1, 0) at y = (1, 0.5).
+    log_diag = np.array([[[-45, -45], [0, 0]]], np.float32)
+    y_off = np.array([[1, 0.5]], np.float32)
+    value, grads = value_and_grads(logits, mu, log_diag, lower, y_off)
+    np.testing.assert_allclose(value, np.log(2) + 0.5 + np.log(2 * np.pi), rtol=1e-6)
+    assert grads[2][0, 0].tolist() == [0, 0]            # no responsibility
+
+    value, grads = value_and_grads(logits, mu, np.full((1, 2, 2), -45, np.float32),
+                                   lower, y_off)
+    assert value == np.inf
+    for g in grads:
+        np.testing.assert_array_equal(g, 0)

@@ -4,7 +4,10 @@ over the whole float range of their inputs.
 The losses are checked against a float64 log-space reference built from
 scipy (logsumexp, with log(z^2 / 2) = 2 log|y - mu| - ln_var - log 2, so that
 the reference itself never overflows where float64 need not), and against
-each other: nll_fused, nll_fused_packed and the composed nll_logspace.
+each other: nll_fused, nll_fused_packed and the composed nll_logspace. The
+full-covariance form is checked against the same reference (with a diagonal
+factor) and a float64 forward substitution, the density form for never being
+NaN; every loss and sampler refuses NaN and inf in any input.
 """
 import math
 
@@ -24,6 +27,8 @@ MAX = float(np.finfo(F32).max)
 EPS = float(np.finfo(F32).eps)
 LOG_2PI = math.log(2 * math.pi)
 PROPERTY = settings(max_examples=150, deadline=None)
+# For the forms composed of many Chainer functions (~40 ms an example).
+SLOW_PROPERTY = settings(max_examples=50, deadline=None)
 # Inputs at the float range's edges overflow intermediates on purpose (also
 # in Chainer's backward of nll_logspace, outside the loss's errstate).
 pytestmark = pytest.mark.filterwarnings('ignore:overflow encountered:RuntimeWarning')
@@ -269,3 +274,229 @@ def test_rows_share_means_but_not_variances():
     # Var = E[mu^2] + sigma^2 = 1 + sigma^2, to 5 % (the sd of a variance of
     # 4000 draws is about 2.5 %).
     np.testing.assert_allclose(draws[:, :, 0].var(axis=1), 1 + sigma ** 2, rtol=0.08)
+
+
+# ---------------------------------------------------------------------------
+# Issue 17: the full-covariance and density forms over the float32 range, and
+# non-finite inputs to every loss and sampler.
+# ---------------------------------------------------------------------------
+
+def full_covariance_value_and_grads(logits, mu, log_diag, lower, y):
+    xs = [chainer.Variable(a.copy()) for a in (logits, mu, log_diag, lower, y)]
+    out = loss.nll_full_covariance(*xs)
+    out.backward()
+    return out.array, [x.grad for x in xs]
+
+
+def check_never_nan(value, grads, arrays):
+    assert value.dtype == F32 and value.shape == ()
+    assert not np.isnan(value) and value != -np.inf, value
+    for g, a in zip(grads, arrays):
+        if g is None:                     # lower (N, K, 0) at D = 1: not used
+            assert a.size == 0
+            continue
+        assert g.dtype == F32 and g.shape == a.shape
+        assert np.isfinite(g).all()
+
+
+@SLOW_PROPERTY
+@given(mixtures())
+def test_full_covariance_with_a_diagonal_factor_is_the_diagonal_reference(arrays):
+    """Issue 17, item 11: log L_dd <= -45 gave NaN (exp(-log L_dd) overflows
+    float32). With L diagonal, L = diag(sigma), the loss is the diagonal one
+    at ln_var = 2 log L_dd: against the float64 reference over the whole
+    float32 range, gradients included (d/d log L_dd = 2 d/d ln_var)."""
+    logits, mu, ln_var, y = arrays
+    n, k, d = mu.shape
+    log_diag = (ln_var * F32(0.5)).astype(F32)
+    lower = np.zeros((n, k, d * (d - 1) // 2), F32)
+    rows, row_scale, in_domain, ref_grads = reference(
+        logits, mu, 2 * log_diag.astype(np.float64), y)
+    with np.errstate(over='ignore'):
+        ref = rows.mean()
+    full = (logits, mu, log_diag, lower, y)
+    value, grads = full_covariance_value_and_grads(*full)
+    check_never_nan(value, grads, full)
+    tol = 1e-5 + 16 * EPS * row_scale.mean() + 1e-5 * abs(ref)
+    representable = np.all(np.abs(rows) <= MAX / 16)
+    if in_domain and representable:
+        assert abs(value - ref) <= tol, (value, ref, tol)
+    if in_domain and np.any(rows > 2 * MAX):
+        assert value == np.inf
+    if in_domain and representable and row_scale.max() < 100:
+        g_ref = [ref_grads[0], ref_grads[1], 2 * ref_grads[2], None, ref_grads[3]]
+        for name, g, want in zip(('logits', 'mu', 'log_diag', 'lower', 'y'), grads, g_ref):
+            if want is not None:
+                np.testing.assert_allclose(g, want, rtol=1e-3,
+                                           atol=1e-3 * np.abs(want).max() + 1e-6,
+                                           err_msg=name)
+
+
+def full_reference(logits, mu, log_diag, lower, y):
+    """The NLL per row (N,) in float64 by forward substitution, and whether
+    float32 can hold every intermediate: |y - mu|, each L_dj z_j and each
+    partial residual within MAX / 16 (the documented domain, with margin)."""
+    logits, mu, log_diag, lower, y = (a.astype(np.float64)
+                                      for a in (logits, mu, log_diag, lower, y))
+    n, k, d = mu.shape
+    logits = logits - logits.max(axis=1, keepdims=True)          # exact; float64
+    log_pi = logits - special.logsumexp(logits, axis=1, keepdims=True)
+    r = y[:, None, :] - mu
+    z, terms, entry = [], [np.abs(r)], 0
+    with np.errstate(over='ignore', invalid='ignore'):
+        for i in range(d):
+            e = r[:, :, i]
+            for j in range(i):
+                t = lower[:, :, entry] * z[j]
+                e = e - t
+                terms += [np.abs(t), np.abs(e)]
+                entry += 1
+            z.append(e * np.exp(-log_diag[:, :, i]))
+        h = sum(0.5 * z_i ** 2 for z_i in z)
+    log_joint = log_pi - h - log_diag.sum(axis=2) - 0.5 * d * LOG_2PI
+    in_domain = all(bool(np.all(t < MAX / 16)) for t in terms)
+    return -special.logsumexp(log_joint, axis=1), in_domain
+
+
+@SLOW_PROPERTY
+@given(data=st.data())
+def test_full_covariance_over_the_float32_range(data):
+    """Correlated components: never NaN or -inf, gradients always finite, and
+    the value is the float64 forward substitution's wherever float32 holds
+    its intermediates and result (log L_dd down to -60, far below -45)."""
+    n, k, d = (data.draw(st.integers(1, m)) for m in (3, 3, 3))
+    logits = data.draw(float32_arrays((n, k), WHOLE, ((-30, 30),)))
+    mu = data.draw(float32_arrays((n, k, d), WHOLE, ((-100, 100),)))
+    log_diag = data.draw(float32_arrays((n, k, d), WHOLE, ((-60, 5),), ((-5, 5),)))
+    lower = data.draw(float32_arrays((n, k, d * (d - 1) // 2), WHOLE, ((-3, 3),)))
+    j = data.draw(st.integers(0, k - 1))
+    offset = data.draw(float32_arrays((n, d), ((0, 0),), ((-1, 1),), ((-1e-20, 1e-20),),
+                                      WHOLE))
+    y = np.clip(mu[:, j].astype(np.float64) + offset, -MAX, MAX).astype(F32)
+    full = (logits, mu, log_diag, lower, y)
+    value, grads = full_covariance_value_and_grads(*full)
+    check_never_nan(value, grads, full)
+    rows, in_domain = full_reference(*full)
+    with np.errstate(over='ignore', invalid='ignore'):
+        ref = rows.mean()
+    if in_domain and np.isfinite(ref) and np.all(np.abs(rows) < 1e6):
+        # float32 rounds each term (log pi, z^2 / 2, log L_dd) by EPS times it
+        assert abs(value - ref) <= 1e-4 * (1 + abs(ref)), (value, ref)
+
+
+@SLOW_PROPERTY
+@given(mixtures())
+def test_density_form_is_never_nan(arrays):
+    """Issue 17, item 12: ln_var = -104 gave NaN (sigma^2 underflows to 0,
+    then 0 * inf). Over the whole float32 range the density form is the
+    reference where every weighted density is a normal float32, +inf where
+    they all underflow, and refuses (ValueError) only where one overflows."""
+    rows, row_scale, in_domain, _ = reference(*arrays)
+    log_p = -rows
+    try:
+        value = loss.nll_density(*arrays).array
+    except ValueError as e:
+        assert 'overflows the float range' in str(e)
+        assert log_p.max() > 80, log_p                # e^88.7 overflows float32
+        return
+    assert value.dtype == F32 and not np.isnan(value) and value != -np.inf, value
+    if in_domain and np.all(np.abs(log_p) < 80) and row_scale.max() < 1e4:
+        tol = 1e-5 + 16 * EPS * row_scale.mean() + 1e-5 * abs(rows.mean())
+        assert abs(value - rows.mean()) <= tol, (value, rows.mean())
+    if np.isposinf(value):
+        assert log_p.min() < -80, log_p
+
+
+NON_FINITE = (np.nan, np.inf, -np.inf)
+
+
+def full_arrays(arrays):
+    logits, mu, ln_var, y = arrays
+    n, k, d = mu.shape
+    return logits, mu, ln_var, np.zeros((n, k, d * (d - 1) // 2), F32), y
+
+
+#: name: (the arrays from (logits, mu, ln_var, y), the loss, its inputs' names)
+LOSS_FORMS = {
+    'nll_fused': (tuple, loss.nll_fused, ('logits', 'mu', 'ln_var', 'y')),
+    'nll_logspace': (tuple, loss.nll_logspace, ('logits', 'mu', 'ln_var', 'y')),
+    'nll_density': (tuple, loss.nll_density, ('logits', 'mu', 'ln_var', 'y')),
+    'nll_fused_packed': (lambda a: (pack(*a[:3]), a[3]),
+                         lambda h, y: loss.nll_fused_packed(h, y, h.shape[1] // 3),
+                         ('h', 'y')),
+    'nll_full_covariance': (full_arrays, loss.nll_full_covariance,
+                            ('logits', 'mu', 'log_diag', 'lower', 'y')),
+}
+
+
+@pytest.mark.parametrize('form', sorted(LOSS_FORMS))
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_losses_refuse_non_finite_inputs(form, data):
+    """Issue 17, item 13: a NaN target gave nll_fused a silent NaN, and an
+    infinite ln_var a finite lie. Any NaN or inf in any input, wherever it
+    is, is a ValueError naming that input (D = 1 for the packed form)."""
+    n, k = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    d = 1 if form == 'nll_fused_packed' else data.draw(st.integers(1, 3))
+    arrays = [data.draw(hnp.arrays(F32, shape, elements=floats(-5, 5)))
+              for shape in ((n, k), (n, k, d), (n, k, d), (n, d))]
+    make, nll, names = LOSS_FORMS[form]
+    arrays = list(make(arrays))
+    i = data.draw(st.integers(0, len(arrays) - 1).filter(lambda i: arrays[i].size))
+    bad = arrays[i].copy()
+    bad.flat[data.draw(st.integers(0, bad.size - 1))] = data.draw(st.sampled_from(NON_FINITE))
+    arrays[i] = bad
+    with pytest.raises(ValueError, match=r'^{}: {} holds 1 NaN or inf value'.format(
+            form, names[i])):
+        nll(*[chainer.Variable(a) for a in arrays])
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), full=st.booleans())
+def test_samplers_refuse_non_finite_parameters(data, full):
+    """Issue 17, item 13: NaN, all -inf or all +inf logits gave a finite draw.
+    No draw, finite or not, comes from a parameter that is NaN or inf."""
+    n, k, d = (data.draw(st.integers(1, m)) for m in (3, 3, 3))
+    arrays = [data.draw(hnp.arrays(F32, shape, elements=floats(-5, 5)))
+              for shape in ((n, k), (n, k, d), (n, k, d))]
+    names = ['logits', 'mu', 'log_diag' if full else 'ln_var']
+    if full:
+        arrays.append(np.zeros((n, k, d * (d - 1) // 2), F32))
+        names.append('lower')
+    i = data.draw(st.integers(0, len(arrays) - 1).filter(lambda i: arrays[i].size))
+    value = data.draw(st.sampled_from(NON_FINITE))
+    row = data.draw(st.integers(0, n - 1))
+    if data.draw(st.booleans()):
+        arrays[i][row] = value                              # a whole row
+    else:
+        arrays[i][row].flat[data.draw(st.integers(0, arrays[i][row].size - 1))] = value
+    sampler = mdn.sample_full if full else mdn.sample
+    with pytest.raises(ValueError, match=r'{}: {} holds \d+ NaN or inf value\(s\), the '
+                                         r'first in row {}'.format(
+                                             sampler.__name__, names[i], row)):
+        sampler(*arrays, n=3, rng=np.random.RandomState(0))
+
+
+@SLOW_PROPERTY
+@given(data=st.data())
+def test_full_covariance_sampler_over_the_float32_range(data):
+    """Finite draws of the right shape, each within 8 sqrt(tau) sum_j |L_dj|
+    of one of its own row's components on every dimension, for parameters
+    whose |mu| + sqrt(tau) |L eps| is a float32."""
+    n, k, d = (data.draw(st.integers(1, m)) for m in (3, 3, 3))
+    logits = data.draw(float32_arrays((n, k), WHOLE, ((-30, 30),)))
+    mu = data.draw(float32_arrays((n, k, d), ((-1e30, 1e30),), ((-100, 100),)))
+    log_diag = data.draw(float32_arrays((n, k, d), ((-MAX, 60),), ((-10, 5),)))
+    lower = data.draw(float32_arrays((n, k, d * (d - 1) // 2), ((-1e25, 1e25),),
+                                     ((-3, 3),)))
+    tau = data.draw(st.one_of(st.floats(5e-324, mdn.MAX_TEMPERATURE), st.floats(0.1, 10)))
+    draws = mdn.sample_full(logits, mu, log_diag, lower, n=20, temperature=tau,
+                            rng=np.random.RandomState(data.draw(st.integers(0, 2 ** 32 - 1))))
+    assert draws.shape == (n, 20, d) and draws.dtype == F32
+    assert np.isfinite(draws).all()
+    chol = np.abs(mdn.scale_tril(log_diag.astype(np.float64), lower.astype(np.float64)))
+    spread = 8 * math.sqrt(tau) * chol.sum(axis=3)[:, None]        # (N, 1, K, D)
+    mu64 = mu.astype(np.float64)[:, None]
+    near = np.abs(draws.astype(np.float64)[:, :, None] - mu64) <= (
+        spread * (1 + 1e-5) + 4 * EPS * np.abs(mu64) + 1e-44)
+    assert near.all(axis=3).any(axis=2).all()

@@ -151,3 +151,58 @@ def test_largest_temperature_gives_finite_draws_of_its_spread():
     # Components all but equally likely, each 100 sigma wide: the variance
     # is about tau * sum_k sigma_k^2 / K (+ the means' spread, negligible).
     np.testing.assert_allclose(draws.var(), 1e4 * (SIGMA ** 2).mean(), rtol=0.05)
+
+
+@pytest.mark.parametrize('row', [[np.nan, 0.0, 0.0], [-np.inf] * 3, [np.inf] * 3])
+def test_non_finite_logits_give_no_draw(row):
+    """Issue 17, item 13: NaN, all -inf or all +inf logits gave finite draws
+    (from the first component)."""
+    logits, mu, ln_var = tiled(PI, MU, SIGMA, 3)
+    logits[1] = row
+    with pytest.raises(ValueError, match=r'^sample: logits holds [1-3] NaN or inf '
+                                         r'value\(s\), the first in row 1'):
+        mdn.sample(logits, mu, ln_var, rng=np.random.RandomState(0))
+
+
+def full_params(rows=2, k=2, d=2):
+    return (np.zeros((rows, k)), np.zeros((rows, k, d)), np.zeros((rows, k, d)),
+            np.zeros((rows, k, d * (d - 1) // 2)))
+
+
+@pytest.mark.parametrize('tau', [1e80, 1e4 * (1 + 1e-9), 0.0, float('nan')])
+def test_full_covariance_temperature_above_the_range_is_refused(tau):
+    """Issue 17, item 13: sample_full took tau = 1e80 and drew +-inf."""
+    with pytest.raises(ValueError, match=r'temperature must be in \(0, 10000\], got'):
+        mdn.sample_full(*full_params(), temperature=tau)
+
+
+@pytest.mark.parametrize('sampler, params', [(mdn.sample, tiled(PI, MU, SIGMA, 2)),
+                                             (mdn.sample_full, full_params())])
+@pytest.mark.parametrize('tau', ['1', None, True])
+def test_a_temperature_that_is_not_a_number_is_a_clear_type_error(sampler, params, tau):
+    with pytest.raises(TypeError, match=r'^temperature must be a number in \(0, '
+                                        r'10000\], not {!r}$'.format(tau)):
+        sampler(*params, temperature=tau)
+
+
+def test_mixtures_of_other_shapes_are_refused():
+    logits, mu, ln_var = tiled(PI, MU, SIGMA, 3)
+    with pytest.raises(ValueError, match=r'^sample needs logits \(N, K\), mu and ln_var '
+                                         r'\(N, K, D\)'):
+        mdn.sample(logits, mu, ln_var[:, :, [0, 0]])
+    with pytest.raises(ValueError, match=r'^sample_full needs .*lower \(N, K, D\(D-1\)/2\)'):
+        mdn.sample_full(*full_params()[:3], np.zeros((2, 2, 3)))
+
+
+@pytest.mark.parametrize('tau', [1e-300, 1e-50, 1e-8])
+def test_full_covariance_tiny_temperature_draws_the_most_probable_mean(tau):
+    """tau below float32's range was 0 in logits / tau: 0 / 0 = NaN, and
+    argmax took the NaN, the first component, not the most probable."""
+    logits = np.array([[0, 1, -1], [2, 0, 1], [0, 0, 3]], np.float32)
+    mu = np.arange(18, dtype=np.float32).reshape(3, 3, 2)
+    log_diag, lower = np.full((3, 3, 2), -30, np.float32), np.zeros((3, 3, 1), np.float32)
+    draws = mdn.sample_full(logits, mu, log_diag, lower, n=50, temperature=tau,
+                            rng=np.random.RandomState(0))
+    want = mu[np.arange(3), logits.argmax(axis=1)]
+    np.testing.assert_allclose(draws, np.broadcast_to(want[:, None], draws.shape),
+                               atol=1e-5)

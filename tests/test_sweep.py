@@ -5,9 +5,12 @@ import csv
 import importlib.util
 import json
 import os
+import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -83,6 +86,55 @@ def finish(proc, timeout=120):
     return proc.returncode, err
 
 
+def snapshot(folder):
+    """{path under folder: its bytes, or None for a folder}: everything there."""
+    found = {}
+    for root, folders, names in os.walk(folder):
+        for name in folders:
+            found[os.path.relpath(os.path.join(root, name), folder)] = None
+        for name in names:
+            with open(os.path.join(root, name), 'rb') as f:
+                found[os.path.relpath(os.path.join(root, name), folder)] = f.read()
+    return found
+
+
+def refused(argv, cwd=ROOT):
+    """Run the script on argv; (exit status, stderr)."""
+    proc = subprocess.run([sys.executable, SCRIPT] + argv, env=FAST, cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+    return proc.returncode, proc.stderr
+
+
+def one_line_error(code, err):
+    assert code == 2 and 'Traceback' not in err, err
+    assert len(err.strip().splitlines()) == 1 and ': error: ' in err, err
+
+
+@pytest.fixture(scope='module')
+def swept(tmp_path_factory):
+    """A folder after the TINY sweep (K 1 and 2, the baseline): exports, models, study."""
+    out = str(tmp_path_factory.mktemp('swept'))
+    assert sweep.main(TINY + ['--out', out, '--jobs', '1', '--no-figures']) == 0
+    return out
+
+
+@pytest.fixture
+def copy_of_swept(swept, tmp_path):
+    out = str(tmp_path / 'out')
+    shutil.copytree(swept, out)
+    return out
+
+
+def study_at(tmp_path, name='grid'):
+    """(url, study) of a new study in an SQLite file."""
+    url = 'sqlite:///' + str(tmp_path / 'study.db')
+    return url, engine.open_study(engine.connect(url), name, {'script': 'test'})
+
+
+def by_key(point):
+    return point['key']
+
+
 @pytest.mark.parametrize('argv', [
     ['--dataset', 'nope'],
     ['--mixtures', '0'],
@@ -100,6 +152,11 @@ def finish(proc, timeout=120):
     ['--storage', 'nosuchdb://x/y'],
     ['--seeds', str(10 ** 9)],
     ['--test-points', str(10 ** 12)],
+    ['--train-points', str(10 ** 12)],
+    ['--hidden', '100000', '100000', '--test-points', '10'],
+    ['--storage', 'sqlite://'],
+    ['--storage', 'postgresql://u@[::1:5432/db'],
+    ['--storage', 'postgresql://u@h:port/db'],
 ])
 def test_bad_arguments_exit_2_with_one_line(argv, tmp_path, capsys):
     out = tmp_path / 'out'
@@ -139,8 +196,23 @@ def test_csv_that_is_a_directory_is_refused(tmp_path, capsys):
     assert e.value.code == 2 and 'not a file this script wrote' in capsys.readouterr().err
 
 
+def foreign_sqlite(*statements):
+    def make(path):
+        with sqlite3.connect(str(path)) as connection:
+            for statement in statements:
+                connection.execute(statement)
+        connection.close()
+    return make
+
+
 @pytest.mark.parametrize('make, says', [
     (lambda path: path.write_bytes(b'this is not a database' * 100), 'not a database'),
+    (lambda path: path.write_bytes(b'x'), 'not a database'),
+    (foreign_sqlite('CREATE TABLE foo (a INTEGER)', 'INSERT INTO foo VALUES (1)'),
+     "not an Optuna storage's (foo)"),
+    (foreign_sqlite('CREATE TABLE studies (id INTEGER PRIMARY KEY, name TEXT)',
+                    'CREATE TABLE trials (id INTEGER PRIMARY KEY, study INTEGER)'),
+     "not an Optuna storage's (studies, trials)"),
     (lambda path: optuna.create_study(
         study_name=sweep.STUDY, storage='sqlite:///' + str(path)).set_user_attr(
             'sweep', dict(sweep.META, version=1)), 'made by sweep_mixtures'),
@@ -157,6 +229,7 @@ def test_unusable_storage_exit_2_with_one_line(tmp_path, make, says, capsys):
     assert e.value.code == 2 and len(err.strip().splitlines()) == 1, err
     assert says in err and 'Traceback' not in err
     assert (tmp_path / 'study.db').read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ['study.db']
 
 
 def test_storage_url_names_the_installed_postgresql_driver():
@@ -164,6 +237,130 @@ def test_storage_url_names_the_installed_postgresql_driver():
     assert engine.storage_url('postgres://u@h/d') == 'postgresql+psycopg://u@h/d'
     assert engine.storage_url('sqlite:///a/b.db') == 'sqlite:///a/b.db'
     assert 'secret' not in engine.shown('postgresql+psycopg://u:secret@h/d')
+
+
+@pytest.mark.parametrize('url, says', [
+    ('sqlite://', 'in-memory database, which the worker processes cannot share'),
+    ('sqlite:///:memory:', 'in-memory database, which the worker processes cannot share'),
+])
+def test_in_memory_sqlite_is_refused_saying_why(url, says):
+    with pytest.raises(engine.StorageError, match=says):
+        engine.connect(engine.storage_url(url))
+
+
+@pytest.mark.parametrize('text', ['postgresql://u@[::1:5432/db', 'postgresql://u@h:x/db'])
+def test_url_with_a_bad_port_is_not_a_database_url(text):
+    with pytest.raises(engine.StorageError, match='is not a database URL'):
+        engine.storage_url(text)
+
+
+def test_storage_url_never_takes_over_a_file_end_to_end(tmp_path):
+    """--storage naming an existing 1-byte file: one line, exit 2, the file
+    and --out as they were, nothing created."""
+    (tmp_path / 'out').mkdir()
+    (tmp_path / 'out' / 'notes.txt').write_bytes(b'mine')
+    (tmp_path / 'precious').write_bytes(b'x')
+    before = snapshot(tmp_path)
+    code, err = refused(TINY + ['--out', str(tmp_path / 'out'), '--storage',
+                                'sqlite:///' + str(tmp_path / 'precious')])
+    one_line_error(code, err)
+    assert 'is not a database' in err and 'precious' in err
+    assert snapshot(tmp_path) == before
+
+
+def test_report_only_with_nothing_to_report_keeps_every_file_end_to_end(swept, tmp_path):
+    """--report-only on an empty study.db, on options the study has no run
+    of, or on a missing --out: one line, exit 2, every file as it was. (The
+    three commands run at once: each spends most of its time importing.)"""
+    cases = {'empty': (lambda out: open(os.path.join(out, 'study.db'), 'wb').close(),
+                       'study.db is empty'),
+             'other': (lambda out: None, 'has no finished run'),
+             'missing': (shutil.rmtree, 'study.db does not exist')}
+    procs = {}
+    for name, (damage, _) in cases.items():
+        out = str(tmp_path / name / 'out')
+        shutil.copytree(swept, out)
+        damage(out)
+        procs[name] = cli(out, *(TINY + ['--report-only', '--epochs', '4']))
+    before = snapshot(tmp_path)
+    held = sweep.config_id(sweep.parse_args(TINY + ['--out', swept]))
+    errors = {}
+    for name, proc in procs.items():
+        code, errors[name] = finish(proc)
+        one_line_error(code, errors[name])
+        assert '--report-only: nothing to report' in errors[name], errors[name]
+        assert cases[name][1] in errors[name], errors[name]
+    # It names what the study holds, and the options that select it.
+    assert 'it holds config {} (3 runs of bishop inverse, K 0 1 2: --epochs 3)'.format(
+        held) in errors['other']
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize('prepare, extra', [
+    (lambda out: os.remove(os.path.join(out, 'study.db')), []),
+    (lambda out: [os.remove(os.path.join(out, name)) for name in ('study.db', 'results.csv',
+                                                                 'summary.md')]
+     and shutil.rmtree(os.path.join(out, 'models')), []),
+    (lambda out: None, ['--mixtures', '3', '--no-baseline']),
+    (lambda out: None, ['--dataset', 'otoro']),
+    (lambda out: None, ['--sigma-min', '0.1']),
+])
+@pytest.mark.parametrize('floor', [True, False])
+def test_report_only_with_nothing_to_report_is_refused(copy_of_swept, prepare, extra,
+                                                       floor, capsys, monkeypatch):
+    """The same without a subprocess: a missing study.db beside the exports,
+    an empty --out, other K, problems or options, with and without floors
+    (none is computed)."""
+    prepare(copy_of_swept)
+    before = snapshot(copy_of_swept)
+    monkeypatch.setattr(datasets, 'mixture_floor', lambda *a, **kw: pytest.fail('computed'))
+    argv = [a for a in TINY if floor or a != '--no-floor']
+    with pytest.raises(SystemExit) as e:
+        sweep.main(argv + extra + ['--out', copy_of_swept, '--report-only'])
+    one_line_error(e.value.code, capsys.readouterr().err)
+    assert snapshot(copy_of_swept) == before
+
+
+def test_report_only_leaves_out_k_without_runs_beside_their_floors(copy_of_swept, capsys,
+                                                                   monkeypatch):
+    """K = 3 has no run but has a floor: its row is left out (this was a
+    TypeError), and K = 1 and 2 are reported."""
+    monkeypatch.setattr(datasets, 'mixture_floor', lambda name, k, *a, **kw: 0.1 * k)
+    argv = [a for a in TINY if a != '--no-floor']
+    assert sweep.main(argv + ['--mixtures', '1', '2', '3', '--out', copy_of_swept,
+                              '--report-only', '--no-figures']) == 0
+    rows = [line for line in open(os.path.join(copy_of_swept, 'summary.md')).read()
+            .splitlines() if line.startswith('| ') and line[2].isdigit()]
+    assert [line.split('|')[1].strip() for line in rows] == ['1', '2']
+    assert ' 0.2000 |' in rows[1]
+
+
+def test_report_only_on_another_storage_makes_out_only_to_export(copy_of_swept, tmp_path,
+                                                                 capsys):
+    out = str(tmp_path / 'elsewhere')
+    storage = 'sqlite:///' + os.path.join(copy_of_swept, 'study.db')
+    assert sweep.main(TINY + ['--out', out, '--storage', storage, '--report-only',
+                              '--no-figures']) == 0
+    assert sorted(os.listdir(out)) == ['results.csv', 'summary.md']
+    assert len(read_csv(os.path.join(out, 'results.csv'))) == 3
+
+
+@pytest.mark.parametrize('under', ['file', None, 'default'])
+def test_bad_floor_file_is_refused_before_any_work(tmp_path, under, capsys):
+    """A --floor-file under a file, or a directory (given, or the default
+    OUT/mixture_floor.json): one line, nothing made."""
+    (tmp_path / 'file').write_bytes(b'mine')
+    out = tmp_path / 'out'
+    argv = [a for a in TINY if a != '--no-floor'] + ['--out', str(out)]
+    if under == 'default':
+        (out / sweep.FLOOR_FILE).mkdir(parents=True)
+    else:
+        argv += ['--floor-file', str(tmp_path / under / 'floors.json' if under else tmp_path)]
+    before = snapshot(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        sweep.main(argv)
+    one_line_error(e.value.code, capsys.readouterr().err)
+    assert snapshot(tmp_path) == before
 
 
 def test_tiny_sweep_rows_scores_and_rerun(tmp_path, capsys):
@@ -280,9 +477,19 @@ def test_diverging_run_is_failed_with_reason_and_excluded(tmp_path, capsys):
     out = str(tmp_path)
     argv = TINY + ['--out', out, '--jobs', '1', '--no-figures', '--mixtures', '2']
     assert sweep.main(argv) == 0
+    capsys.readouterr()
     assert sweep.main(argv + ['--mixtures', '1', '2', '--lr', '1e30']) == 0
+    # Every run of it fails with its reason: two diverge in training; K = 2
+    # ends with a finite NLL (about 1e30) but an infinite MSE, which is a
+    # failure too, not a finished run that export would skip.
     failed = [t for t in trials(out) if t.state == optuna.trial.TrialState.FAIL]
-    assert failed and all('Diverged' in t.user_attrs['failure'] for t in failed)
+    assert sorted(t.user_attrs['failure'].split(':')[0] for t in failed) == [
+        'Diverged', 'Diverged', 'ValueError']
+    assert 'non-finite score (mse inf)' in ' '.join(t.user_attrs['failure'] for t in failed)
+    assert [t.state for t in trials(out)].count(optuna.trial.TrialState.COMPLETE) == 2
+    captured = capsys.readouterr()
+    assert '0 of 3 runs done, 3 failed' in captured.out
+    assert 'skipping' not in captured.err
     rows = read_csv(os.path.join(out, 'results.csv'))
     assert all(np.isfinite(float(r['mse'])) for r in rows)
     summary = open(os.path.join(out, 'summary.md')).read()
@@ -317,6 +524,45 @@ def test_garbage_rows_are_skipped_with_a_warning(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count('skipping trial') == 5 and 'Traceback' not in err
     assert len(read_csv(os.path.join(out, 'results.csv'))) == 3
+
+
+def test_rows_that_are_not_json_are_skipped_with_one_warning_each(copy_of_swept, capsys):
+    """Two stored rows edited into invalid JSON: --report-only warns once for
+    each, in one line, and exports the rest."""
+    with sqlite3.connect(os.path.join(copy_of_swept, 'study.db')) as connection:
+        ids = [i for i, in connection.execute(
+            "SELECT trial_id FROM trial_user_attributes WHERE key = 'row' LIMIT 2")]
+        connection.executemany("UPDATE trial_user_attributes SET value_json = ? "
+                               "WHERE key = 'row' AND trial_id = ?",
+                               [('{"k": 1', ids[0]), ('nonsense', ids[1])])
+    connection.close()
+    capsys.readouterr()
+    assert sweep.main(TINY + ['--out', copy_of_swept, '--report-only', '--no-figures']) == 0
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if 'not valid JSON' in line]
+    assert len(warnings) == 2 and 'Traceback' not in err, err
+    assert all(line.startswith('warning: skipping trial ') for line in warnings)
+    assert len(read_csv(os.path.join(copy_of_swept, 'results.csv'))) == 1
+
+
+def test_export_skips_foreign_columns_and_counts_failures_without_warning(tmp_path, capsys):
+    """A row with a column the table lacks is skipped with a warning (not a
+    crash of the CSV writer); a failed run is returned as failed, silently."""
+    url, study = study_at(tmp_path)
+    fields = ['key', 'score']
+    for key, state, attrs in [
+            ('good', 'COMPLETE', {'row': {'key': 'good', 'score': '1.5'}}),
+            ('extra', 'COMPLETE', {'row': {'key': 'extra', 'score': '2', 'more': 'x'}}),
+            ('failed', 'FAIL', {'failure': 'Diverged: it did'})]:
+        study.add_trial(optuna.trial.create_trial(
+            state=optuna.trial.TrialState[state],
+            value=1.0 if state == 'COMPLETE' else None, user_attrs=dict(attrs, key=key)))
+    path = str(tmp_path / 'results.csv')
+    rows, failed = engine.export(study, path, fields, lambda row: float(row['score']))
+    assert rows == {'good': 1.5} and failed == {'failed': 'Diverged: it did'}
+    assert read_csv(path) == [{'key': 'good', 'score': '1.5'}]
+    warnings = capsys.readouterr().err.strip().splitlines()
+    assert len(warnings) == 1 and 'skipping trial 1 (extra)' in warnings[0]
 
 
 @pytest.mark.parametrize('damage', [
@@ -408,6 +654,13 @@ def test_ctrl_c_stops_workers_with_one_line(tmp_path):
                if t.state == optuna.trial.TrialState.FAIL]
     assert stopped and all('failure' not in t.user_attrs for t in stopped)
     assert optuna.trial.TrialState.RUNNING not in [t.state for t in trials(str(tmp_path))]
+    # The same command again trains the stopped points: the grid is complete,
+    # each point trained once.
+    code, err = finish(cli(tmp_path, *argv), timeout=300)
+    assert code == 0, err
+    counts = trained(str(tmp_path))
+    assert len(counts) == 3 and set(counts.values()) == {1}
+    assert {t.user_attrs['key'] for t in stopped} <= set(counts)
 
 
 def test_spread_components_is_a_config_of_its_own_and_is_applied(tmp_path):
@@ -447,3 +700,120 @@ def test_sigma_min_floors_every_component_the_sweep_trains(tmp_path):
     scaler = engine.load_model(sweep.model_path(args.out, point), model)
     _, _, ln_var = model.mixture(scaler.inputs(sweep.splits(point)['test'][0]))
     assert np.exp(0.5 * ln_var).min() >= 0.5 * (1 - 1e-6)
+
+
+def test_claim_records_a_heartbeat_before_the_trial_is_running(tmp_path):
+    """Stale checks look at the heartbeats of RUNNING trials, so a worker
+    killed right after its claim must already have beaten once, or its trial
+    would stay RUNNING forever. A trigger in the database refuses a claim of
+    a trial that has no heartbeat yet."""
+    url, study = study_at(tmp_path)
+    engine.enqueue(study, [{'key': 'p1'}], by_key)
+    with sqlite3.connect(str(tmp_path / 'study.db')) as connection:
+        connection.execute(
+            "CREATE TRIGGER claim_needs_heartbeat BEFORE UPDATE OF state ON trials "
+            "WHEN NEW.state = 'RUNNING' AND NOT EXISTS (SELECT 1 FROM trial_heartbeats "
+            "WHERE trial_id = NEW.trial_id) BEGIN "
+            "SELECT RAISE(ABORT, 'claimed without a heartbeat'); END")
+    connection.close()
+    trial, busy = engine._claim(study, ['p1'])
+    assert engine._key(trial) == 'p1' and busy
+    assert study._storage.get_trial(trial._trial_id).state == optuna.trial.TrialState.RUNNING
+
+
+def test_claim_takes_only_its_grid_and_waits_for_points_running_elsewhere(tmp_path):
+    """Another grid's point WAITING in the same storage is neither claimed nor
+    a crash; a point of this grid RUNNING (on another machine) keeps the
+    worker waiting, so that its machine does not export without it."""
+    url, study = study_at(tmp_path)
+    engine.enqueue(study, [{'key': 'other'}], by_key)
+    engine.enqueue(study, [{'key': 'mine'}], by_key)
+    trial, busy = engine._claim(study, ['mine'])
+    assert engine._key(trial) == 'mine' and busy
+    assert engine._claim(study, ['mine']) == (None, True)
+    study.tell(trial.number, 1.0)
+    assert engine._claim(study, ['mine']) == (None, False)
+    assert [t.state for t in study.get_trials()][0] == optuna.trial.TrialState.WAITING
+
+
+def test_work_fails_non_finite_scores_and_stops_every_heartbeat(tmp_path):
+    """A score that is not finite is a failure with its reason (retried on
+    request), as is a run that raises; no heartbeat thread outlives its run."""
+    url, study = study_at(tmp_path)
+    points = [{'key': k, 'score': v}
+              for k, v in [('fine', '1.5'), ('nan', 'nan'), ('inf', '-inf'), ('raises', '')]]
+    engine.enqueue(study, points, by_key)
+
+    def objective(point):
+        return float(point['score']), {'key': point['key']}
+
+    engine.work(url, 'grid', [p['key'] for p in points], objective)
+    assert not [t for t in threading.enumerate() if isinstance(t, engine._Heartbeat)]
+    done = engine.outcomes(study)
+    assert sorted(done) == ['fine', 'inf', 'nan', 'raises']
+    assert done['fine'].state == optuna.trial.TrialState.COMPLETE and done['fine'].value == 1.5
+    assert done['nan'].user_attrs['failure'] == (
+        'ValueError: the score is nan, not a finite number')
+    assert done['inf'].user_attrs['failure'] == (
+        'ValueError: the score is -inf, not a finite number')
+    assert done['raises'].user_attrs['failure'].startswith('ValueError: could not convert')
+    assert engine.enqueue(study, points, by_key) == 0
+    assert engine.enqueue(study, points, by_key, retry_failed=True) == 3
+
+
+def test_a_pruned_duplicate_never_owns_its_point(tmp_path):
+    """Two commands enqueued one point at once; the copy is dropped (PRUNED)
+    while the first runs elsewhere. When that run dies, the point is queued
+    again and trained, once: the dropped copy does not own it."""
+    url, study = study_at(tmp_path)
+    point = {'key': 'p'}
+    for _ in range(2):
+        study.add_trial(optuna.trial.create_trial(
+            state=optuna.trial.TrialState.WAITING, system_attrs={'fixed_params': point},
+            user_attrs={'key': 'p', 'point': point}))
+    first, copy = study.get_trials()
+    for trial in (first, copy):
+        assert study._storage.set_trial_state_values(trial._trial_id,
+                                                     optuna.trial.TrialState.RUNNING)
+    engine._run(study, copy, lambda p: pytest.fail('a duplicate was trained'))
+    dropped = study.get_trials()[1]
+    assert dropped.state == optuna.trial.TrialState.PRUNED
+    assert dropped.user_attrs['duplicate_of'] == first.number
+    study.tell(first.number, state=optuna.trial.TrialState.FAIL)  # died: no reason
+    assert engine.enqueue(study, [point], by_key) == 1
+    runs = []
+    engine.work(url, 'grid', ['p'], lambda p: runs.append(p) or (1.0, {'key': 'p'}))
+    assert runs == [point]
+    assert engine.outcomes(study)['p'].state == optuna.trial.TrialState.COMPLETE
+
+
+def test_sigma_min_floors_sigma_at_exactly_s(tmp_path):
+    """--sigma-min S: sigma = sqrt(exp(head) + S**2) in standardised units, so
+    S where the head asks for far less, and never below S."""
+    s = 0.2
+    args = sweep.parse_args(TINY + ['--out', str(tmp_path), '--sigma-min', str(s)])
+    point = next(p for p in sweep.grid(args) if p['k'] == 2)
+    model = sweep.build_model(point, np.random.default_rng(0))
+    x = np.linspace(-3, 3, 61, dtype=np.float32)[:, None]
+
+    def sigma():
+        return np.exp(0.5 * np.asarray(model.mixture(x)[2], dtype=np.float64))[:, :, 0]
+
+    assert sigma().min() >= s * (1 - 1e-6)  # a random head
+    model.head.W.array[...] = 0
+    model.head.b.array[4:] = [-60, np.log(4.0)]  # the two log-variances
+    assert np.allclose(sigma()[:, 0], s, rtol=1e-5, atol=0)
+    assert np.allclose(sigma()[:, 1], np.sqrt(4 + s ** 2), rtol=1e-5, atol=0)
+
+
+def test_best_k_is_the_k_with_the_lowest_mean_nll():
+    """Means over seeds (K = 3's is lowest, K = 2 has the lowest single run),
+    of this problem's MDN rows only; None without rows."""
+    nll = {1: [2.0, 2.2], 2: [0.9, 1.3], 3: [1.0, 1.1], 5: [3.0]}
+    rows = [dict(dataset='bishop', model='mdn', k=k, nll=v) for k in nll for v in nll[k]]
+    rows += [dict(dataset='otoro', model='mdn', k=5, nll=-9.0),
+             dict(dataset='bishop', model='mse', k=1, nll=-9.0)]
+    assert sweep.best_k(rows, 'bishop', [1, 2, 3, 5]) == 3
+    assert sweep.best_k(rows, 'bishop', [1, 2, 4]) == 2
+    assert sweep.best_k(rows, 'bishop', [5, 1]) == 1
+    assert sweep.best_k(rows, 'worldmodels', [1, 2]) is None

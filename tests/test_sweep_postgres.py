@@ -9,6 +9,7 @@ import time
 
 import optuna
 import pytest
+import sqlalchemy
 
 import pg_server
 from test_sweep import FAST, ROOT, SCRIPT, TINY, sweep
@@ -63,6 +64,38 @@ def test_unusable_server_exit_2_with_one_line(postgres, tmp_path, url, says, cap
     err = capsys.readouterr().err
     assert e.value.code == 2 and len(err.strip().splitlines()) == 1, err
     assert says in err and pg_server.PASSWORD not in err
+
+
+def tables(url):
+    engine = sqlalchemy.create_engine(sweep.sweep.storage_url(url))
+    try:
+        return sorted(sqlalchemy.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize('name, sql, argv, says', [
+    ('foreign', 'CREATE TABLE foo (a integer); INSERT INTO foo VALUES (1)', [],
+     "tables that are not an Optuna storage's (foo)"),
+    ('own_trials', 'CREATE TABLE studies (id integer PRIMARY KEY, name text); '
+     'CREATE TABLE trials (id integer PRIMARY KEY, study integer)', [],
+     "tables that are not an Optuna storage's (studies, trials)"),
+    ('empty', '', ['--report-only'], '--report-only: nothing to report'),
+])
+def test_database_of_something_else_is_refused_before_any_write(
+        postgres, tmp_path, capsys, name, sql, argv, says):
+    """A database holding another program's tables is refused before Optuna
+    adds its own; --report-only on an empty one creates nothing."""
+    url = postgres.create_database(name)
+    if sql:
+        postgres.execute(sql, database=name)
+    before = tables(url)
+    with pytest.raises(SystemExit) as e:
+        sweep.main(TINY + ['--out', str(tmp_path / 'out'), '--storage', url] + argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    assert says in err and pg_server.PASSWORD not in err
+    assert tables(url) == before
 
 
 def test_database_going_away_stops_workers_with_one_line(postgres, tmp_path):

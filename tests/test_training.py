@@ -1,5 +1,6 @@
 """toy/train.py: data checks, standardisation, the shuffle, both loops, snapshots."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import toy  # noqa: F401
 import chainer
 import chainer.functions as F
 
-from toy import datasets, mdn, train
+from toy import datasets, loss, mdn, train
 
 CPU = chainer.get_device('@numpy')
 
@@ -137,18 +138,25 @@ def test_float64_and_integer_data_are_cast_to_float32():
 def test_per_step_losses_skip_the_data_checks(monkeypatch):
     """With type checks off (as the loops run) MDN.loss does no pass over the data;
     each loop checks the whole data once."""
-    calls = []
-    check = train.check_data
+    calls, finite = [], []
+    check, check_finite = train.check_data, loss.check_finite
     monkeypatch.setattr(train, 'check_data',
                         lambda *a, **k: calls.append(k.get('names')) or check(*a, **k))
+    # Nor does the loss check its inputs for NaN and inf (issue 17).
+    monkeypatch.setattr(loss, 'check_finite',
+                        lambda *a, **k: finite.append(a[0]) or check_finite(*a, **k))
     x, y = datasets.worldmodels(50, np.random.default_rng(0))
     model = mdn.MDN(hidden=4)
+    model.loss(x, y)
+    assert finite == ['nll_fused_packed']
     with chainer.using_config('type_check', False):
         model.loss(x, y)
-    assert calls == []
+    assert calls == [None] and finite == ['nll_fused_packed']
+    calls.clear()
     train.fit(model, x, y, x, y, epochs=4, batchsize=5, eval_every=4)
     # training data once, validation data once, and once per evaluation
     assert calls == [None, ('x_val', 'y_val'), None]
+    assert finite == ['nll_fused_packed']
 
 
 # ---------------------------------------------------------------------------
@@ -356,3 +364,115 @@ def test_train_full_batch_is_batchsize_none(tmp_path):
                           device=CPU, seed=0, out=str(tmp_path), name='full',
                           quiet=True)
     assert trainer.updater.iteration == 3
+
+
+# ---------------------------------------------------------------------------
+# Issue 17: lengths that are not positive ints, damaged snapshots
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize('kwargs, message', [
+    ({'epochs': 0}, r'^epochs must be a positive int, not 0$'),
+    ({'epochs': 2.5}, r'^epochs must be a positive int, not 2\.5$'),
+    ({'epochs': 3, 'batchsize': 0}, r'^batchsize must be a positive int or None, not 0$'),
+    ({'epochs': 3, 'batchsize': -5}, r'^batchsize must be a positive int or None, not -5$'),
+    ({'epochs': 3, 'eval_every': 0}, r'^eval_every must be a positive int, not 0$'),
+])
+def test_fit_refuses_lengths_that_are_not_positive_ints(kwargs, message):
+    """Issue 17, item 13: epochs = 0 gave an IndexError, batchsize = 0 a
+    ZeroDivisionError."""
+    x, y = ones(10)
+    with pytest.raises(ValueError, match=message):
+        train.fit(Scalar('linear'), x, y, x, y, **kwargs)
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    ({'epochs': 0, 'batchsize': 5}, r'^epochs must be a positive int'),
+    ({'epochs': 2, 'batchsize': 0}, r'^batchsize must be a positive int or None'),
+    ({'epochs': 2, 'batchsize': 5, 'frequency': 0}, r'^frequency must be a positive int'),
+])
+def test_train_refuses_lengths_that_are_not_positive_ints(kwargs, message, tmp_path):
+    x, y = ones(10)
+    with pytest.raises(ValueError, match=message):
+        train.train(Scalar('linear'), x, y, device=CPU, seed=0, out=str(tmp_path),
+                    name='bad', quiet=True, **kwargs)
+    assert not (tmp_path / 'bad-snapshot').exists()
+
+
+def snapshot_of_one_epoch(tmp_path):
+    """(x, y, the run's arguments, the path of its snapshot's arrays)."""
+    x, y = datasets.worldmodels(20, np.random.default_rng(0))
+    run = dict(batchsize=10, device=CPU, seed=0, out=str(tmp_path), quiet=True,
+               options={'hidden': 4})
+    train.train(mdn.MDN(hidden=4, rng=np.random.default_rng(0)), x, y, epochs=1,
+                name='mdn', **run)
+    return x, y, run, str(tmp_path / 'mdn-snapshot')
+
+
+def resume(x, y, run, path):
+    """Two epochs from the snapshot at `path`, written into out/resumed."""
+    return train.train(mdn.MDN(hidden=4, rng=np.random.default_rng(0)), x, y, epochs=2,
+                       name='mdn', resume=path,
+                       **dict(run, out=os.path.join(run['out'], 'resumed')))
+
+
+def test_a_snapshot_at_the_end_of_its_data_is_damaged(tmp_path):
+    """The iterator's position must lie in [0, N): at N it would start past
+    the last point (a mutant accepting position == N survived)."""
+    x, y, run, path = snapshot_of_one_epoch(tmp_path)
+    state = dict(np.load(path))
+    for position, ok in ((len(x) - 1, True), (len(x), False)):
+        state['updater/iterator:main/current_position'] = np.array(position)
+        np.savez(str(tmp_path / 'edited.npz'), **state)
+        if ok:
+            resume(x, y, run, str(tmp_path / 'edited.npz'))
+            continue
+        with pytest.raises(train.SnapshotMismatch, match=r'the iterator state is '
+                                                         r'damaged.* of the 20 points'):
+            resume(x, y, run, str(tmp_path / 'edited.npz'))
+
+
+def test_a_snapshot_missing_any_member_of_the_run_is_refused_in_one_line(tmp_path):
+    """The options, the iterator's state, the iteration count, the model's
+    parameters and Adam's state are needed to resume: without any one of them
+    resume gives SnapshotMismatch, one line, never a KeyError traceback (a
+    mutant narrowing the check of missing members survived). Triggers'
+    states are optional to Chainer itself."""
+    x, y, run, path = snapshot_of_one_epoch(tmp_path)
+    state = dict(np.load(path))
+    # Every member the checks read, and one of each other kind.
+    needed = sorted(key for key in state if key.startswith('updater/iter'))
+    assert {'updater/iterator:main/epoch', 'updater/iterator:main/order',
+            'updater/iterator:main/current_position', 'updater/iteration'} <= set(needed)
+    needed += [train.OPTIONS_KEY, 'updater/model:main/head/W',
+               'updater/optimizer:main/head/W/m']
+    for key in needed:
+        np.savez(str(tmp_path / 'edited.npz'),
+                 **{k: a for k, a in state.items() if k != key})
+        with pytest.raises(train.SnapshotMismatch) as e:
+            resume(x, y, run, str(tmp_path / 'edited.npz'))
+        assert '\n' not in str(e.value), key
+    assert not (tmp_path / 'resumed' / 'mdn-snapshot').exists()
+
+
+def test_fit_reports_progress_once_per_epoch():
+    x, y = datasets.worldmodels(40, np.random.default_rng(0))
+    ticks = []
+    train.fit(mdn.MDN(hidden=4, rng=np.random.default_rng(0)), x, y, x, y, epochs=7,
+              batchsize=10, eval_every=3, progress=lambda: ticks.append(1))
+    assert len(ticks) == 7
+
+
+def test_trainer_logs_every_epoch_and_the_heldout_loss_where_measured(tmp_path):
+    x, y = datasets.worldmodels(60, np.random.default_rng(0))
+    x_test, y_test = datasets.worldmodels(50, np.random.default_rng(1))
+    model = mdn.MDN(hidden=4, rng=np.random.default_rng(0))
+    train.train(model, x, y, epochs=5, batchsize=20, device=CPU, seed=0,
+                out=str(tmp_path), name='mdn', quiet=True, heldout=(x_test, y_test),
+                loss_label='NLL, nats per point')
+    log = json.load(open(str(tmp_path / 'mdn-log.json')))
+    assert [e['epoch'] for e in log] == [1, 2, 3, 4, 5]
+    # Measured after the last epoch on the final parameters: the same number
+    # an independent evaluation of the trained model gives.
+    assert log[-1]['validation/main/loss'] == pytest.approx(
+        train.evaluate(model, x_test, y_test), rel=1e-6)
+    assert (tmp_path / 'mdn-loss.png').stat().st_size > 0

@@ -2,6 +2,7 @@
 import argparse
 import math
 import os
+import platform
 import re
 import tempfile
 
@@ -51,13 +52,18 @@ def get_device(parser, spec):
                          spec, ' '.join(str(reason).split()) if reason
                          else 'CUDA is unavailable'))
     index = int(cupy_id.group(1))
-    count = cuda.cupy.cuda.runtime.getDeviceCount()
-    if index >= count:
-        parser.error('device {} does not exist: this machine has {} GPU(s)'
-                     .format(spec, count))
+    check_gpu_index(parser, spec, index, cuda.cupy.cuda.runtime.getDeviceCount())
     device = chainer.get_device('@cupy:{}'.format(index))
     device.use()
     return device
+
+
+def check_gpu_index(parser, spec, index, count):
+    """Exit 2 unless GPU `index` (asked for as `spec`) is one of the `count`
+    GPUs this machine has, numbered 0 to count - 1."""
+    if not 0 <= index < count:
+        parser.error('device {} does not exist: this machine has {} GPU(s){}'.format(
+            spec, count, ', numbered 0 to {}'.format(count - 1) if count else ''))
 
 
 def at_least(minimum):
@@ -144,3 +150,15 @@ def check_memory(parser, nbytes, device, options):
         parser.error('this run needs about {:.3g} GB on {} but {:.3g} GB is free: '
                      'use smaller {}'.format(nbytes / 1e9, device, free / 1e9,
                                              options))
+
+
+def cpu_name():
+    """The CPU's model name, which decides how a chaotic run's sums round."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or 'unknown'

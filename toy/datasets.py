@@ -19,6 +19,8 @@ p(a | x) changes; the quadrature splits the latent axis where the noise band's
 edges turn and the x axis at the images of those turning points, so every
 piece is integrated by Gauss-Legendre over a smooth integrand.
 """
+import numbers
+
 import numpy as np
 
 DIRECTIONS = ('inverse', 'forward')
@@ -27,6 +29,26 @@ DIRECTIONS = ('inverse', 'forward')
 DEFAULT_RESOLUTION = 32
 
 LOG_2PI_E = float(np.log(2 * np.pi * np.e))
+
+#: Bytes the K-mixture floor's EM may hold at once (its (inputs, nodes, K)
+#: arrays); larger requests are refused before any work.
+FLOOR_MEMORY = 2 * 2 ** 30
+
+
+def _count(what, value):
+    """value, checked to be an int >= 1 (not a bool, not a float)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError('{} must be an integer >= 1, got {!r}'.format(what, value))
+    return int(value)
+
+
+def _finite(what, values):
+    """values as a float64 array, refused if any is NaN or infinite."""
+    values = np.asarray(values, dtype=float)
+    if not np.all(np.isfinite(values)):
+        raise ValueError('{} must be finite numbers, got {}'.format(
+            what, values[~np.isfinite(values)][:3]))
+    return values
 
 
 def _column(a):
@@ -96,6 +118,10 @@ class Problem(object):
         """Points of the x axis between which p(x) is smooth; ends bound its support."""
         raise NotImplementedError
 
+    def latent_breaks(self):
+        """The pieces of the latent axis that `joint_nodes` integrates one by one."""
+        raise NotImplementedError
+
     def joint_nodes(self, x, resolution=DEFAULT_RESOLUTION):
         """Latent nodes a and weights f, each (M, Q) for x (M,), such that
         sum_q f g(a) = int g(a) p(x, a) da for smooth g."""
@@ -156,14 +182,14 @@ class UniformNoise(Problem):
         lower, width = self.lower(a), self.width(a)
         return ((x >= lower) & (x <= lower + width)) / width
 
-    def a_breaks(self):
+    def latent_breaks(self):
         """Latent points between which lower(a) and upper(a) are both monotone."""
         roots = (_sign_changes(self.d_lower, self.lo, self.hi)
                  + _sign_changes(self.d_upper, self.lo, self.hi))
         return np.unique([self.lo, self.hi] + roots)
 
     def x_breaks(self):
-        a = self.a_breaks()
+        a = self.latent_breaks()
         x = np.unique(np.concatenate([self.lower(a), self.upper(a)]))
         # Coincident images (e.g. the two ends of a periodic problem) would
         # make empty pieces.
@@ -173,8 +199,8 @@ class UniformNoise(Problem):
         x = np.asarray(x, dtype=float)
         u, w = _unit_nodes(resolution)
         nodes, weights = [], []
-        a_breaks = self.a_breaks()
-        for a0, a1 in zip(a_breaks[:-1], a_breaks[1:]):
+        breaks = self.latent_breaks()
+        for a0, a1 in zip(breaks[:-1], breaks[1:]):
             middle = (a0 + a1) / 2
             rising_lower = self.d_lower(middle) > 0
             rising_upper = self.d_upper(middle) > 0
@@ -193,7 +219,7 @@ class UniformNoise(Problem):
         return np.concatenate(nodes, axis=-1), np.concatenate(weights, axis=-1)
 
     def noise_entropy(self, resolution=DEFAULT_RESOLUTION):
-        a, w = _piecewise_nodes(self.a_breaks(), resolution)
+        a, w = _piecewise_nodes(self.latent_breaks(), resolution)
         log_width = np.log(self.width(a))
         w = w / (self.hi - self.lo)
         return (float(np.sum(w * log_width)),
@@ -220,6 +246,9 @@ class NormalNoise(Problem):
     def _pieces(self, lo, hi, step):
         return np.linspace(lo, hi, int(np.ceil((hi - lo) / step)) + 1)
 
+    def latent_breaks(self):
+        return self._pieces(self.lo, self.hi, self.a_step)
+
     def x_breaks(self):
         mean = self.mean(np.linspace(self.lo, self.hi, 4097))
         return self._pieces(mean.min() - self.x_margin * self.sigma,
@@ -227,8 +256,7 @@ class NormalNoise(Problem):
 
     def joint_nodes(self, x, resolution=DEFAULT_RESOLUTION):
         x = np.asarray(x, dtype=float)[:, None]
-        a, w = _piecewise_nodes(self._pieces(self.lo, self.hi, self.a_step),
-                                resolution)
+        a, w = _piecewise_nodes(self.latent_breaks(), resolution)
         f = w * self.likelihood(x, a) / (self.hi - self.lo)
         return np.broadcast_to(a, f.shape), f
 
@@ -370,25 +398,27 @@ def mixture_floor(name, k, direction='inverse', resolution=16, restarts=3,
     (`resolution` nodes per piece), q is fitted to the true conditional
     density by EM on its quadrature nodes, weighted by the density, from
     `restarts` starts (k quantiles of the density, then random quantile
-    levels); the best start is kept (one start is not enough: on otoro, K = 5,
-    one stopped at 0.13 nats where an independent fit found 0.009). The
+    levels) and one more from its branches (see `_mixture_kl`); the best
+    start is kept. The
     intervals of a uniform-noise
     problem get at least 4k nodes each, so that every component spans several.
     The result is an upper bound on the floor (EM finds a local optimum and
     stops when no input's fit improves by 1e-10 nats): other restarts or
     another grouping of the inputs (`mixture_floor_at`'s block) move it by up
-    to about 3e-3.
+    to about 3e-3. k, resolution, restarts and iterations are ints >= 1;
+    a k whose EM would hold more than FLOOR_MEMORY bytes is refused.
     """
     problem = _problem(name, direction)
     if direction == 'forward':
+        nodes = _floor_nodes(problem, k, resolution, restarts, iterations, 1, 1)
         if isinstance(problem, NormalNoise):
             return 0.0
         # Uniform noise: KL is invariant to the noise width, so one U(0, 1)
         # stands for every latent.
-        a, w = _piecewise_nodes(np.array([0.0, 1.0]), _floor_nodes(problem, k,
-                                                                    resolution))
+        a, w = _piecewise_nodes(np.array([0.0, 1.0]), nodes)
         return float(_mixture_kl(a[None], w[None], np.zeros((1, a.size)), k,
                                  restarts, iterations, seed)[0])
+    _floor_nodes(problem, k, resolution, restarts, iterations)
     x, w_x = _piecewise_nodes(problem.x_breaks(), resolution,
                               smooth_ends=problem.smooth_ends)
     # Inputs of negligible probability (the Gaussian-noise problems' far
@@ -399,10 +429,27 @@ def mixture_floor(name, k, direction='inverse', resolution=16, restarts=3,
     return float(np.sum(w_x * p_x * kl))
 
 
-def _floor_nodes(problem, k, resolution):
+def _floor_nodes(problem, k, resolution, restarts, iterations, block=16, pieces=None):
+    """Latent nodes per piece for the k-mixture floor, after checking the
+    arguments and that EM on `block` inputs of `pieces` latent pieces each
+    (all of the problem's by default) fits in FLOOR_MEMORY."""
+    k = _count('k, the number of mixture components,', k)
+    resolution = _count('resolution', resolution)
+    _count('restarts', restarts)
+    _count('iterations', iterations)
+    block = _count('block', block)
     # Uniform noise cuts the density into intervals with hard edges, each
     # a piece of its own; the Gaussian-noise pieces are fixed and narrow.
-    return max(resolution, 4 * k) if isinstance(problem, UniformNoise) else resolution
+    nodes = max(resolution, 4 * k) if isinstance(problem, UniformNoise) else resolution
+    pieces = len(problem.latent_breaks()) - 1 if pieces is None else pieces
+    # EM holds about four (inputs, nodes, k) float64 arrays at once.
+    need = 4 * 8 * block * pieces * nodes * k
+    if need > FLOOR_MEMORY:
+        raise ValueError(
+            'the {}-component mixture floor of {} would hold {:.3g} GiB at once '
+            '(at most {:.3g} GiB): use a smaller k, resolution or block'.format(
+                k, problem.name, need / 2 ** 30, FLOOR_MEMORY / 2 ** 30))
+    return nodes
 
 
 def mixture_floor_at(name, k, x, resolution=16, restarts=3, iterations=2000, seed=0,
@@ -410,21 +457,25 @@ def mixture_floor_at(name, k, x, resolution=16, restarts=3, iterations=2000, see
     """The inverse problem's K-mixture floor at each input: (p(x), KL), each
     (M,) for x (M,), where KL = min_q KL(p(target | x) || q) in nats over
     1-D mixtures q of k Gaussians (see `mixture_floor`, its average over
-    p(x)); 0 where p(x) = 0. EM runs on `block` inputs at a time, on the
+    p(x)). x must be finite and inside the problem's support (p(x) > 0):
+    elsewhere p(target | x) is undefined and a ValueError says so. EM runs
+    on `block` inputs at a time, on the
     latent nodes that carry weight for any of them: small blocks prune the
     most (the Gaussian-noise problems' posteriors are narrow branches)."""
     problem = _problem(name, 'inverse')
-    nodes = _floor_nodes(problem, k, resolution)
-    x = np.asarray(x, dtype=float).ravel()
+    nodes = _floor_nodes(problem, k, resolution, restarts, iterations, block)
+    x = _finite('the inputs x', x).ravel()
     p_out, kl_out = np.zeros(x.size), np.zeros(x.size)
     for start in range(0, x.size, block):
         xs = x[start:start + block]
         a, f = problem.joint_nodes(xs, nodes)
         p_x = f.sum(-1)
-        inside = p_x > 0
-        if not inside.any():
-            continue
-        xs, a, f, p_x = xs[inside], a[inside], f[inside], p_x[inside]
+        if not np.all(p_x > 0):
+            raise ValueError(
+                'x = {} lies outside the support of {}\'s inputs (about {:.4g} to '
+                '{:.4g}): p(x) = 0 there, so p(target | x) has no K-mixture floor'
+                .format(', '.join('{:g}'.format(v) for v in xs[~(p_x > 0)][:3]), name,
+                        *problem.x_breaks()[[0, -1]]))
         # Nodes that carry no weight for an input only cost time: each row
         # keeps its own, the shorter rows padded with weightless nodes.
         carried = f > 1e-14 * p_x[:, None]
@@ -436,41 +487,86 @@ def mixture_floor_at(name, k, x, resolution=16, restarts=3, iterations=2000, see
             # p(a | x) = p(x | a) p(a) / p(x), at the nodes.
             log_p = np.log(problem.likelihood(xs[:, None], a)
                            / ((problem.hi - problem.lo) * p_x[:, None]))
-        where = np.arange(start, start + inside.size)[inside]
-        p_out[where] = p_x
-        kl_out[where] = _mixture_kl(a, omega, log_p, k, restarts, iterations, seed)
+        p_out[start:start + block] = p_x
+        kl_out[start:start + block] = _mixture_kl(a, omega, log_p, k, restarts,
+                                                  iterations, seed)
     return p_out, kl_out
+
+
+def _branch_start(a_sorted, omega_sorted, log_p_sorted, k):
+    """Means mu, log mixture weights log_pi and spreads sd, each (M, k), that
+    give each branch of the density its share of the k components.
+
+    A branch is the stretch between two local minima of the density at the
+    sorted nodes (M, Q). Each branch gets one component, the heaviest first;
+    any left over go one at a time to the branch of the largest mass per
+    component it would then have. Within a branch they sit at equally spaced
+    quantiles of its mass.
+    """
+    mu, log_pi, sd = (np.empty((len(a_sorted), k)) for _ in range(3))
+    for row, (a, omega, log_p) in enumerate(zip(a_sorted, omega_sorted, log_p_sorted)):
+        a, omega, log_p = a[omega > 0], omega[omega > 0], log_p[omega > 0]
+        dip = np.nonzero((log_p[1:-1] < log_p[:-2]) & (log_p[1:-1] <= log_p[2:]))[0] + 1
+        edges = np.concatenate([[0], dip, [a.size]])
+        mass = np.add.reduceat(omega, edges[:-1])
+        count = np.zeros(mass.size, dtype=int)
+        for _ in range(k):
+            # Masses are below 1: a branch without a component comes first.
+            count[np.argmax(mass / (count + 1) + (count == 0))] += 1
+        column = 0
+        for lo, hi, m, n in zip(edges[:-1], edges[1:], mass, count):
+            if not n:
+                continue
+            levels = (np.arange(n) + 0.5) / n * m
+            index = np.minimum(np.searchsorted(np.cumsum(omega[lo:hi]), levels),
+                               hi - lo - 1)
+            mean = np.sum(omega[lo:hi] * a[lo:hi]) / m
+            spread = np.sqrt(np.sum(omega[lo:hi] * (a[lo:hi] - mean) ** 2) / m)
+            mu[row, column:column + n] = a[lo:hi][index]
+            log_pi[row, column:column + n] = np.log(m / n)
+            sd[row, column:column + n] = spread / n
+            column += n
+    return mu, log_pi, sd
 
 
 def _mixture_kl(a, omega, log_p, k, restarts, iterations, seed, tol=1e-10):
     """min over k-Gaussian mixtures q of sum omega (log_p - log q(a)), per row.
 
     a, omega (weights summing to one per row) and log_p (the density at a)
-    are (M, Q). Weighted EM, vectorised over rows; returns (M,).
+    are (M, Q). Weighted EM, vectorised over rows; returns (M,). The
+    starts: k quantiles of the density, then restarts - 1 random quantile
+    levels, then `_branch_start` (which the others can miss: on otoro, K = 5,
+    three stopped at 0.2 nats where one component per branch gives 0.02).
     """
     rng = np.random.default_rng(seed)
     order = np.argsort(a, axis=-1)
     a_sorted = np.take_along_axis(a, order, -1)
-    cdf = np.cumsum(np.take_along_axis(omega, order, -1), axis=-1)
+    omega_sorted = np.take_along_axis(omega, order, -1)
+    cdf = np.cumsum(omega_sorted, axis=-1)
     mean = np.sum(omega * a, -1, keepdims=True)
     spread = np.sqrt(np.sum(omega * (a - mean) ** 2, -1, keepdims=True))
     # A component narrower than the nodes' spacing could sit on one node and
     # drive the weighted sum, not the integral, to -inf: floor sigma at half
     # the median spacing of the nodes that carry weight.
     step = np.diff(a_sorted, axis=-1)
-    carried = (np.take_along_axis(omega, order, -1)[:, 1:] > 0) & (step > 0)
+    carried = (omega_sorted[:, 1:] > 0) & (step > 0)
     floor = np.array([(np.median(s[c]) / 2) ** 2 if c.any() else 0.0
                       for s, c in zip(step, carried)])[:, None]
     entropy = -np.sum(omega * np.where(omega > 0, log_p, 0), -1)
     best = np.full(len(a), np.inf)
-    for r in range(restarts):
-        levels = ((np.arange(k) + 0.5) / k if r == 0
-                  else np.sort(rng.uniform(0, 1, k)))
-        index = np.minimum([np.searchsorted(c, levels) for c in cdf],
-                           a.shape[-1] - 1)
-        mu = np.take_along_axis(a_sorted, index, -1)
-        var = (spread / k) ** 2 + floor + np.zeros_like(mu)
-        log_pi = np.full(mu.shape, -np.log(k))
+    for r in range(restarts + 1):
+        if r == restarts:
+            mu, log_pi, sd = _branch_start(a_sorted, omega_sorted,
+                                           np.take_along_axis(log_p, order, -1), k)
+        else:
+            levels = ((np.arange(k) + 0.5) / k if r == 0
+                      else np.sort(rng.uniform(0, 1, k)))
+            index = np.minimum([np.searchsorted(c, levels) for c in cdf],
+                               a.shape[-1] - 1)
+            mu = np.take_along_axis(a_sorted, index, -1)
+            log_pi = np.full(mu.shape, -np.log(k))
+            sd = spread / k + np.zeros_like(mu)
+        var = sd ** 2 + floor
         cross = np.full(len(a), np.inf)
         # Each input stops on its own once its fit improves by less than
         # tol: the slowest would otherwise keep every other one iterating.
@@ -505,10 +601,11 @@ def conditional_density(name, direction, inputs, targets,
     """True p(target | input) on a grid: (len(inputs), len(targets)).
 
     Zero where p(input) = 0 (outside the inverse problem's support).
+    Inputs and targets must be finite.
     """
     problem = _problem(name, direction)
-    inputs = np.asarray(inputs, dtype=float).ravel()[:, None]
-    targets = np.asarray(targets, dtype=float).ravel()[None, :]
+    inputs = _finite('inputs', inputs).ravel()[:, None]
+    targets = _finite('targets', targets).ravel()[None, :]
     if direction == 'forward':
         return problem.likelihood(targets, inputs) * np.ones_like(targets)
     p_x = problem.moments(inputs[:, 0], resolution)[0][:, None]
@@ -517,14 +614,19 @@ def conditional_density(name, direction, inputs, targets,
     return np.where(p_x > 0, joint / np.where(p_x > 0, p_x, 1.0), 0.0)
 
 
-
 def conditional_log_density(name, inputs, targets, resolution=DEFAULT_RESOLUTION):
     """True log p(target | input) of the inverse problem at pairs: (M,) for
-    inputs and targets (M,) (`conditional_density` at each pair, not on a
-    grid); -inf where the pair is impossible."""
+    inputs and targets of one shape with M elements (`conditional_density`
+    at each pair, not on a grid); -inf where the pair is impossible (p(x) = 0
+    or p(target | x) = 0). Both must be finite; inputs and targets of
+    different shapes are refused, not broadcast."""
     problem = _problem(name, 'inverse')
-    x = np.asarray(inputs, dtype=float).ravel()
-    a = np.asarray(targets, dtype=float).ravel()
+    x = _finite('inputs', inputs)
+    a = _finite('targets', targets)
+    if x.shape != a.shape:
+        raise ValueError('conditional_log_density takes pairs: inputs and targets '
+                         'must have one shape, got {} and {}'.format(x.shape, a.shape))
+    x, a = x.ravel(), a.ravel()
     p_x = problem.moments(x, resolution)[0]
     joint = problem.likelihood(x, a) * ((a >= problem.lo) & (a <= problem.hi)) / (
         problem.hi - problem.lo)

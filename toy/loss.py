@@ -6,8 +6,17 @@ the mean over the batch, in nats per point, as a scalar Variable.
 nll_logspace and nll_density are composed of Chainer functions and are the
 references; nll_fused (and nll_fused_packed, the same on the head's packed
 output) is one FunctionNode with Bishop's closed-form gradients, for speed.
+
+Every loss refuses, with a ValueError in one line, arrays of other shapes
+(no broadcasting), N, K or D = 0 and, while chainer.config.type_check is on
+(the default), NaN and inf in any input: a mixture with a NaN or infinite
+parameter, or an infinite target, has no likelihood to report. The training
+loops and `train.evaluate` check their data once and run their steps with
+type_check off, so the steps pay for no such pass; a non-finite loss there
+is reported by the loop (`train.Diverged`).
 """
 import math
+import numbers
 
 import numpy as np
 
@@ -40,6 +49,56 @@ def _ln_var_range(dtype):
     return -4 * (math.log(float(info.max)) - 0.25), -4 * math.log(float(info.tiny))
 
 
+def check_finite(form, **arrays):
+    """ValueError in one line, naming `form` and the array, unless every
+    value of each array (NumPy, CuPy or Variable) is finite."""
+    for name, a in arrays.items():
+        a = chainer.as_array(a)
+        bad = ~backend.get_array_module(a).isfinite(a)
+        if bad.any():
+            row = int(bad.reshape(len(a), -1).any(axis=1).argmax()) if a.ndim else 0
+            raise ValueError(
+                '{}: {} holds {} NaN or inf value(s), the first in row {}: a '
+                'mixture\'s parameters and targets must be finite (a diverged '
+                'model, or data to clean first)'.format(form, name, int(bad.sum()), row))
+
+
+def check_ln_var_min(ln_var_min):
+    """ln_var_min as a float (None: no floor), or ValueError: a NaN or
+    infinite floor would make every loss NaN or infinite."""
+    if ln_var_min is None:
+        return None
+    if (isinstance(ln_var_min, bool) or not isinstance(ln_var_min, numbers.Real)
+            or not math.isfinite(ln_var_min)):
+        raise ValueError('ln_var_min must be a finite number (the floor of the '
+                         'log-variances) or None (no floor), not {!r}'.format(ln_var_min))
+    return float(ln_var_min)
+
+
+MIXTURE_LAYOUT = 'logits (N, K), mu and ln_var (N, K, D), y (N, D)'
+
+
+def _mixture_shapes(n, k, d):
+    return (n, k), (n, k, d), (n, k, d), (n, d)
+
+
+def check_mixture(form, layout, shapes_of, **arrays):
+    """(N, K, D) of a mixture's arrays (NumPy, CuPy or Variables), the second
+    of them mu (N, K, D), or ValueError in one line naming `form`: each must
+    have its shape in shapes_of(N, K, D) (`layout` in words), with N, K and
+    D >= 1 (a mean over N rows of a sum over K components), and, under
+    chainer.config.type_check, only finite values (`check_finite`)."""
+    shapes = tuple(a.shape for a in arrays.values())
+    if not (len(shapes[1]) == 3 and min(shapes[1]) >= 1
+            and shapes == tuple(shapes_of(*shapes[1]))):
+        raise ValueError('{} needs {}, with N, K and D >= 1; got {}'.format(
+            form, layout, ', '.join('{} {}'.format(name, shape)
+                                    for name, shape in zip(arrays, shapes))))
+    if chainer.config.type_check:
+        check_finite(form, **arrays)
+    return shapes[1]
+
+
 class _FiniteGrad(chainer.function_node.FunctionNode):
     """Identity whose gradient is clipped to [-bound, bound] (to the float
     range: an inf - inf further down the graph would make it NaN)."""
@@ -54,22 +113,45 @@ class _FiniteGrad(chainer.function_node.FunctionNode):
         return F.clip(grad_outputs[0], -self.bound, self.bound),
 
 
+def _bounded(x, bound):
+    """x, its gradient clipped to [-bound, bound] (bound None: x itself)."""
+    return x if bound is None else _FiniteGrad(bound).apply((x,))[0]
+
+
+def _whiten(diff, ln_var, grad_bound=None):
+    """z / sqrt 2 = diff / (sigma sqrt 2), sigma = exp(ln_var / 2), for diff
+    within the float range: formed as diff w w, w = exp(-ln_var / 4) / 2^(1/4),
+    ln_var clipped where w would overflow or be 0 and each product clipped to
+    z_max (so no 0 * inf); its square, z^2 / 2, is inf where that overflows.
+
+    grad_bound (None: off) clips the gradient into each use of each factor
+    to it. Off, the gradients are finite where that of z / sqrt 2 is
+    2 (z / sqrt 2) gamma (`log_gaussian`); `nll_full_covariance`'s z_j has a
+    gradient from the rows below it too, whatever its size (at z_j = 0, w = 4
+    and a gradient near the float maximum, w times it would be inf, and inf
+    times diff = 0 NaN).
+    """
+    b = grad_bound
+    z_max = _z_max(diff.dtype)
+    w = F.exp(_bounded(-0.25 * F.clip(ln_var, *_ln_var_range(diff.dtype)), b)) * 2 ** -0.25
+    inner = F.clip(_bounded(diff, b) * _bounded(w, b), -z_max, z_max)
+    return F.clip(_bounded(inner, b) * _bounded(w, b), -z_max, z_max)
+
+
 def log_gaussian(mu, ln_var, y):
     """log N(y; mu_k, diag(exp(ln_var_k))) summed over D: (N, K).
 
-    Safe over the whole float range, with finite gradients: z / sqrt 2 =
-    (y - mu) / (sigma sqrt 2) is formed as (y - mu) w w, w = exp(-ln_var / 4)
-    / 2^(1/4), each factor clipped where it would overflow (so no 0 * inf),
-    and the sum of ln_var over D is clipped to the float range. The value is
-    -inf where z^2 / 2 overflows. See `nll_fused` for the gradients beyond the float range.
+    Safe over the whole float range, with finite gradients: z / sqrt 2 is
+    formed by `_whiten` from y - mu clipped to the float range, and the sum
+    of ln_var over D is clipped to the float range. The value is -inf where
+    z^2 / 2 overflows. See `nll_fused` for the gradients beyond the float range.
     """
     n, k, d = mu.shape
-    big, z_max = _float_max(mu.dtype), _z_max(mu.dtype)
-    ln_var = _FiniteGrad(big).apply((ln_var,))[0]
+    big = _float_max(mu.dtype)
+    ln_var = _bounded(ln_var, big)
     y = F.broadcast_to(F.expand_dims(y, 1), mu.shape)
-    diff = _FiniteGrad(big / k).apply((F.clip(y - mu, -big, big),))[0]
-    w = F.exp(-0.25 * F.clip(ln_var, *_ln_var_range(mu.dtype))) * 2 ** -0.25
-    z = F.clip(F.clip(diff * w, -z_max, z_max) * w, -z_max, z_max)   # z / sqrt 2
+    diff = _bounded(F.clip(y - mu, -big, big), big / k)
+    z = _whiten(diff, ln_var)
     sum_ln_var = F.clip(F.sum(ln_var, axis=2), -big, big)
     return -F.sum(F.square(z), axis=2) - 0.5 * (sum_ln_var + d * LOG_2PI)
 
@@ -81,31 +163,30 @@ def floor_ln_var(ln_var, ln_var_min):
     return F.softplus(ln_var - ln_var_min) + ln_var_min
 
 
-@_QUIET
-def nll_logspace(logits, mu, ln_var, y, ln_var_min=None):
-    """Log-space NLL: logsumexp over k of log_softmax(logits) + log N.
+def _log_pi(logits):
+    """log softmax(logits) (N, K), exact to its own size.
 
-    Finite wherever the inputs are, also where every component's density
-    underflows (the density form then returns inf), down to where the
-    likelihood underflows the float range itself (|z| > 1.8e19 on every
-    component in float32): that row's NLL is +inf and it adds no gradient.
-    Composed of Chainer functions (and twice differentiable), the reference
-    for `nll_fused`. ln_var_min: see `nll_fused`.
+    F.log_softmax subtracts logsumexp(logits), rounded to the logits'
+    magnitude (+-3e-5 at 512 in float32); shifted by their row maximum
+    first (exactly), the logits are <= 0 and log pi is exact to its own size.
     """
-    if ln_var_min is not None:
-        ln_var = floor_ln_var(ln_var, ln_var_min)
     xp = backend.get_array_module(logits)
-    # F.log_softmax subtracts logsumexp(logits), rounded to the logits'
-    # magnitude (+-3e-5 at 512 in float32); shifted by their row maximum
-    # first (exactly), the logits are <= 0 and log pi is exact to its own size.
     logits = logits - xp.broadcast_to(
         chainer.as_array(logits).max(axis=1, keepdims=True), logits.shape)
-    log_joint = F.log_softmax(logits, axis=1) + log_gaussian(mu, ln_var, y)
-    # logsumexp of a row of -inf is NaN, forward and backward: such rows are
-    # given zeros (whose gradient is then dropped) and -inf put back after.
+    return F.log_softmax(logits, axis=1)
+
+
+def _mean_nll(log_joint):
+    """-mean_n log sum_k exp(log_joint) of log_joint (N, K), as Chainer functions.
+
+    A row of -inf (its likelihood underflows the float range) gives +inf and
+    no gradient (logsumexp of such a row is NaN, forward and backward)."""
+    xp = backend.get_array_module(log_joint)
     alive = xp.isfinite(log_joint.array).any(axis=1)
     all_alive = bool(alive.all())
     if not all_alive:
+        # Such rows are given zeros (whose gradient is then dropped) and
+        # -inf put back after.
         log_joint = F.where(xp.broadcast_to(alive[:, None], log_joint.shape),
                             log_joint, xp.zeros_like(log_joint.array))
     # logsumexp as m + log sum exp(x - m), m a constant: its gradient is then
@@ -121,19 +202,55 @@ def nll_logspace(logits, mu, ln_var, y, ln_var_min=None):
     return -F.sum(log_p * (1.0 / len(alive)))
 
 
+@_QUIET
+def nll_logspace(logits, mu, ln_var, y, ln_var_min=None):
+    """Log-space NLL: logsumexp over k of log_softmax(logits) + log N.
+
+    Finite wherever the inputs are, also where every component's density
+    underflows (the density form then returns inf), down to where the
+    likelihood underflows the float range itself (|z| > 1.8e19 on every
+    component in float32): that row's NLL is +inf and it adds no gradient.
+    Composed of Chainer functions (and twice differentiable), the reference
+    for `nll_fused`. ln_var_min: see `nll_fused`; inputs checked as there.
+    """
+    check_mixture('nll_logspace', MIXTURE_LAYOUT, _mixture_shapes,
+                  logits=logits, mu=mu, ln_var=ln_var, y=y)
+    ln_var_min = check_ln_var_min(ln_var_min)
+    if ln_var_min is not None:
+        ln_var = floor_ln_var(ln_var, ln_var_min)
+    return _mean_nll(_log_pi(logits) + log_gaussian(mu, ln_var, y))
+
+
+@_QUIET
 def nll_density(logits, mu, ln_var, y):
     """The post's form: -log sum_k softmax(logits)_k * prod_d N(y_d; mu, var).
 
-    This is what the published run trained (summed there, averaged here);
-    it overflows to inf once every component's density underflows.
+    This is what the published run trained (summed there, averaged here):
+    the mixture is summed in density space, so the NLL is +inf once every
+    component's weighted density pi_k N_k underflows (below e^-104 in
+    float32, e^-745 in float64), where the log-space forms stay finite.
+    Each pi_k N_k is formed as exp(log pi_k + log N_k) (`log_gaussian`), not
+    as the published product of 1 / sigma and exp(-z^2 / 2), which is
+    0 * inf = NaN once sigma^2 underflows (ln_var < -104 in float32) and
+    pi_k * N_k = 0 * inf once pi_k underflows where N_k overflows. Where a
+    weighted density overflows instead (a tiny sigma near its mean, more
+    than 88 nats above 1 in float32), the density form cannot hold it: with
+    chainer.config.type_check on this raises ValueError (use `nll_logspace`);
+    off (the training loops), the NLL is -inf or NaN, which the loop
+    reports (`train.Diverged`). Inputs checked as in `nll_fused`.
     """
-    pi = F.softmax(logits, axis=1)
-    var = F.exp(ln_var)
-    y = F.broadcast_to(F.expand_dims(y, 1), mu.shape)
-    density = F.prod(
-        (1 / (np.sqrt(2 * np.pi) * F.sqrt(var)))
-        * F.exp(-0.5 * F.square(y - mu) / var), axis=2)
-    return -F.mean(F.log(F.sum(pi * density, axis=1)))
+    check_mixture('nll_density', MIXTURE_LAYOUT, _mixture_shapes,
+                  logits=logits, mu=mu, ln_var=ln_var, y=y)
+    density = F.exp(_log_pi(logits) + log_gaussian(mu, ln_var, y))
+    log_p = F.log(F.sum(density, axis=1))
+    if chainer.config.type_check:
+        over = log_p.array == np.inf
+        if over.any():
+            raise ValueError(
+                'nll_density: the mixture density of row {} overflows the float '
+                'range (a tiny sigma near its mean), which the density form cannot '
+                'hold: use nll_logspace or nll_fused'.format(int(over.argmax())))
+    return -F.sum(log_p * (1.0 / len(log_p)))
 
 
 @_QUIET
@@ -256,13 +373,8 @@ class MixtureNLL(chainer.function_node.FunctionNode):
 
     def forward(self, inputs):
         logits, mu, ln_var, y = inputs
-        n, k, d = mu.shape
-        if (logits.shape != (n, k) or ln_var.shape != mu.shape
-                or y.shape != (n, d)):
-            raise ValueError(
-                'nll_fused needs logits (N, K), mu and ln_var (N, K, D), '
-                'y (N, D); got {}, {}, {}, {}'.format(
-                    logits.shape, mu.shape, ln_var.shape, y.shape))
+        check_mixture('nll_fused', MIXTURE_LAYOUT, _mixture_shapes,
+                      logits=logits, mu=mu, ln_var=ln_var, y=y)
         xp = backend.get_array_module(*inputs)
         self.g_logits = xp.empty_like(logits)
         self.g_mu = xp.empty_like(mu)
@@ -296,13 +408,16 @@ class PackedMixtureNLL(chainer.function_node.FunctionNode):
 
     def forward(self, inputs):
         h, y = inputs
-        n, d = y.shape
-        k, self.d = self.k, d
-        if h.shape != (n, k * (1 + 2 * d)):
+        k = self.k
+        n, d = y.shape if y.ndim == 2 else (len(y), 0)
+        if n < 1 or d < 1 or h.shape != (n, k * (1 + 2 * d)):
             raise ValueError(
-                'nll_fused_packed needs h (N, K (1 + 2 D)) = ({0}, {1}) for '
-                'K = {2} and y {3}; got h {4}'.format(
+                'nll_fused_packed needs y (N, D) and h (N, K (1 + 2 D)) = ({0}, {1}) '
+                'for K = {2}, with N and D >= 1; got y {3}, h {4}'.format(
                     n, k * (1 + 2 * d), k, y.shape, h.shape))
+        if chainer.config.type_check:
+            check_finite('nll_fused_packed', h=h, y=y)
+        self.d = d
         xp = backend.get_array_module(*inputs)
         self.g_h = xp.empty_like(h)
         nll = _nll_and_grads(*_unpack(h, k, d), y, *_unpack(self.g_h, k, d),
@@ -367,15 +482,20 @@ def nll_fused(logits, mu, ln_var, y, ln_var_min=None):
     factor sigmoid(ln_var - ln_var_min).
     """
     inputs = (logits, mu, ln_var, y)
-    return MixtureNLL(_need_grad(inputs), ln_var_min).apply(inputs)[0]
+    return MixtureNLL(_need_grad(inputs), check_ln_var_min(ln_var_min)).apply(inputs)[0]
 
 
 def nll_fused_packed(h, y, k, ln_var_min=None):
     """`nll_fused` on the head output h (N, K (1 + 2 D)), laid out as
     [logits (K) | mu (K x D) | ln_var (K x D)] per row, y (N, D)."""
-    return PackedMixtureNLL(k, _need_grad((h, y)), ln_var_min).apply((h, y))[0]
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        raise ValueError('nll_fused_packed needs K, the number of components, a '
+                         'positive int; got {!r}'.format(k))
+    return PackedMixtureNLL(int(k), _need_grad((h, y)),
+                            check_ln_var_min(ln_var_min)).apply((h, y))[0]
 
 
+@_QUIET
 def nll_full_covariance(logits, mu, log_diag, lower, y):
     """Mean NLL of a full-covariance mixture, -log sum_k pi_k N(y; mu_k, L_k L_k^T).
 
@@ -387,23 +507,41 @@ def nll_full_covariance(logits, mu, log_diag, lower, y):
     and the Mahalanobis term is |z|^2 with L_k z = y - mu_k, solved by
     forward substitution, one row of L at a time (no matrix inverse, and
     differentiable by Chainer's autograd, also twice). Log space throughout.
+
+    Safe over the float range as `nll_logspace` (with lower = 0 it is that
+    loss at ln_var = 2 log_diag): z_d = e_d / L_dd, e_d = (y - mu)_d -
+    sum_j L_dj z_j, is formed by `_whiten` (no 0 * inf where exp(-log L_dd)
+    overflows, below -88.7 in float32), e_d and each L_dj z_j are clipped to
+    the float range, and a component whose z^2 / 2 overflows (from log L_dd
+    = -45 at |e_d| ~ 1 in float32) has density 0: a row of such components
+    gives +inf and no gradient, not NaN. Gradients are always finite; the
+    value is exact where y - mu, each L_dj z_j and each partial sum of e_d
+    lie within the float range. Inputs are checked as in `nll_fused` (the
+    arrays' shapes, and NaN or inf under type_check).
     """
-    n, k, d = mu.shape
-    if (logits.shape != (n, k) or log_diag.shape != mu.shape
-            or lower.shape != (n, k, d * (d - 1) // 2) or y.shape != (n, d)):
-        raise ValueError(
-            'nll_full_covariance needs logits (N, K), mu and log_diag (N, K, D), '
-            'lower (N, K, D(D-1)/2), y (N, D); got {}, {}, {}, {}, {}'.format(
-                logits.shape, mu.shape, log_diag.shape, lower.shape, y.shape))
-    r = F.broadcast_to(F.expand_dims(y, 1), mu.shape) - mu
-    inv_diag = F.exp(-log_diag)
-    z, entry = [], 0
+    n, k, d = check_mixture(
+        'nll_full_covariance', 'logits (N, K), mu and log_diag (N, K, D), '
+        'lower (N, K, D(D-1)/2), y (N, D)',
+        lambda n, k, d: ((n, k), (n, k, d), (n, k, d), (n, k, d * (d - 1) // 2), (n, d)),
+        logits=logits, mu=mu, log_diag=log_diag, lower=lower, y=y)
+    big = _float_max(mu.dtype)
+
+    # Gradients beyond the float range are clipped to it at each use of a
+    # value, so that no inf - inf (or 0 * inf) arises where they add up:
+    # d/d y sums K of d/d (y - mu), d/d z_j the D - 1 rows below j and its
+    # own square's (d/d log_diag adds -gamma / N to its other use's).
+    r = _bounded(F.clip(F.broadcast_to(F.expand_dims(y, 1), mu.shape) - mu, -big, big),
+                 big / k)
+    ln_var = 2 * _bounded(log_diag, big / 2)
+    lower = _bounded(lower, big)
+    z, entry = [], 0                                      # z_d / sqrt 2
     for i in range(d):
-        row = r[:, :, i]
+        e = r[:, :, i]
         for j in range(i):
-            row = row - lower[:, :, entry] * z[j]
+            z_j = math.sqrt(2) * _bounded(z[j], big / (2 * d))
+            e = F.clip(e - F.clip(lower[:, :, entry] * z_j, -big, big), -big, big)
             entry += 1
-        z.append(row * inv_diag[:, :, i])
-    mahalanobis = sum(F.square(z_i) for z_i in z)
-    log_n = -0.5 * (d * LOG_2PI + mahalanobis) - F.sum(log_diag, axis=2)
-    return -F.mean(F.logsumexp(F.log_softmax(logits, axis=1) + log_n, axis=1))
+        z.append(_whiten(e, ln_var[:, :, i], grad_bound=big / 2))
+    sum_log_diag = F.clip(F.sum(log_diag, axis=2), -big, big)
+    log_n = -sum(F.square(z_i) for z_i in z) - sum_log_diag - 0.5 * d * LOG_2PI
+    return _mean_nll(_log_pi(logits) + log_n)

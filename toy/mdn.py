@@ -4,8 +4,11 @@ p(y|x) = sum_k pi_k(x) N(y; mu_k(x), diag(sigma_k^2(x))), trained by its
 negative log-likelihood (Bishop 1994). `python toy/mdn.py` reruns the
 published toy experiment (see README.md for what differs from it on purpose).
 """
+import collections.abc
+import csv
 import json
 import math
+import numbers
 import os
 import platform
 import sys
@@ -19,7 +22,7 @@ import chainer.functions as F
 import chainer.links as L
 from chainer import backend, initializers
 
-from toy import cli, datasets, files, loss, train
+from toy import cli, datasets, files, loss, mixture, train
 
 
 def silu(h):
@@ -40,7 +43,8 @@ LOSSES = {'fused': loss.nll_fused, 'logspace': loss.nll_logspace,
 def hidden_widths(hidden):
     """hidden: units of one hidden layer (an int) or of each layer (a
     sequence of ints) -> a list of widths; ValueError if not positive ints."""
-    widths = [hidden] if isinstance(hidden, (int, np.integer)) else list(hidden)
+    widths = ([hidden] if isinstance(hidden, (int, np.integer)) else list(hidden)
+              if isinstance(hidden, collections.abc.Iterable) else None)
     if not widths or not all(isinstance(w, (int, np.integer))
                              and not isinstance(w, bool) and w > 0 for w in widths):
         raise ValueError('hidden must be a positive int or a non-empty sequence of '
@@ -65,7 +69,11 @@ class Perceptron(chainer.Chain):
 
     def __init__(self, in_dim, hidden, n_out, activation, rng):
         super().__init__()
+        in_dim = train.positive_int('in_dim', in_dim)
         widths = hidden_widths(hidden)
+        if activation not in ACTIVATIONS:
+            raise ValueError('activation must be one of {}, not {!r}'.format(
+                ', '.join(sorted(ACTIVATIONS)), activation))
         self.in_dim, self.activation = in_dim, activation
         self.layers = ['hidden'] + ['hidden{}'.format(i)
                                     for i in range(2, len(widths) + 1)]
@@ -115,6 +123,11 @@ class MDN(Perceptron):
 
     def __init__(self, in_dim=1, out_dim=1, hidden=256, k=5, activation='none',
                  nll='fused', rng=None, ln_var_min=None):
+        k, out_dim = train.positive_int('k', k), train.positive_int('out_dim', out_dim)
+        if nll not in LOSSES:
+            raise ValueError('nll must be one of {}, not {!r}'.format(
+                ', '.join(sorted(LOSSES)), nll))
+        ln_var_min = loss.check_ln_var_min(ln_var_min)
         super().__init__(in_dim, hidden, self.head_size(k, out_dim), activation,
                          rng)
         self.k, self.out_dim, self.nll = k, out_dim, LOSSES[nll]
@@ -209,6 +222,7 @@ class LeastSquares(Perceptron):
 
     def __init__(self, in_dim=1, out_dim=1, hidden=256, activation='none',
                  rng=None):
+        out_dim = train.positive_int('out_dim', out_dim)
         super().__init__(in_dim, hidden, out_dim, activation, rng)
         self.out_dim = out_dim
 
@@ -229,6 +243,33 @@ class LeastSquares(Perceptron):
 MAX_TEMPERATURE = 1e4
 
 
+def check_temperature(temperature):
+    """temperature as a float, or TypeError (not a number) or ValueError
+    (outside (0, MAX_TEMPERATURE]) saying what to give."""
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
+        raise TypeError('temperature must be a number in (0, {:g}], not {!r}'.format(
+            MAX_TEMPERATURE, temperature))
+    if not (np.isfinite(temperature) and 0 < temperature <= MAX_TEMPERATURE):
+        raise ValueError('temperature must be in (0, {:g}], got {}'
+                         .format(MAX_TEMPERATURE, temperature))
+    return float(temperature)
+
+
+def _temper(logits, temperature, axis):
+    """logits / tau, in place, shifted by their maximum along `axis`.
+
+    Shift first, then scale by 1 / tau: the most probable logit stays at
+    exactly 0 and the others go to -inf as tau -> 0 (logits / tau would
+    overflow to inf, and inf - inf is NaN; a tau below the float32 range
+    would be 0, and 0 / 0 NaN). 1 / tau is capped at the float maximum,
+    where 0 * inf would be NaN.
+    """
+    with np.errstate(over='ignore'):      # -> -inf: pi = 0, as meant
+        logits -= logits.max(axis=axis, keepdims=True)
+        logits *= min(1 / temperature, float(np.finfo(logits.dtype).max))
+    return logits
+
+
 def sample(logits, mu, ln_var, n=1, temperature=1.0, rng=None):
     """Draw n samples per row from the mixture, vectorised: (N, n, D).
 
@@ -243,11 +284,15 @@ def sample(logits, mu, ln_var, n=1, temperature=1.0, rng=None):
     probable component, and reaches it for any tau > 0 down to 5e-324 once
     sqrt(tau) sigma is below the mean's rounding; tau > 1 spreads the samples
     over more components and wider ones. Draws are finite wherever
-    |mu| + sqrt(tau) sigma |eps| is (eps standard normal).
+    |mu| + sqrt(tau) sigma |eps| is (eps standard normal). Other shapes, and
+    (under chainer.config.type_check, on by default) NaN or inf in any
+    parameter, are refused with a ValueError: no draw comes from a mixture
+    that is not one.
     """
-    if not (np.isfinite(temperature) and 0 < temperature <= MAX_TEMPERATURE):
-        raise ValueError('temperature must be in (0, {:g}], got {}'
-                         .format(MAX_TEMPERATURE, temperature))
+    temperature = check_temperature(temperature)
+    loss.check_mixture('sample', 'logits (N, K), mu and ln_var (N, K, D)',
+                       lambda n, k, d: ((n, k), (n, k, d), (n, k, d)),
+                       logits=logits, mu=mu, ln_var=ln_var)
     xp = backend.get_array_module(logits)
     rng = xp.random if rng is None else rng
     n_rows, k = logits.shape
@@ -256,14 +301,7 @@ def sample(logits, mu, ln_var, n=1, temperature=1.0, rng=None):
     # head's output) NumPy's max, sum and cumsum are ~10x slower. A copy, not
     # ascontiguousarray: with N = 1 or K = 1, logits.T is already contiguous
     # and would be a view of the caller's array, which is then worked on in place.
-    z = logits.T.copy(order='C')
-    # Shift first, then scale by 1 / tau: the most probable logit stays at
-    # exactly 0 and the others go to -inf as tau -> 0 (logits / tau would
-    # overflow to inf, and inf - inf is NaN). 1 / tau is capped at the float
-    # maximum, where 0 * inf would be NaN.
-    with np.errstate(over='ignore'):      # -> -inf: pi = 0, as meant
-        z -= z.max(axis=0)
-        z *= min(1 / temperature, float(np.finfo(z.dtype).max))
+    z = _temper(logits.T.copy(order='C'), temperature, axis=0)
     xp.exp(z, out=z)
     cdf = xp.cumsum(z, axis=0, out=z)
     cdf /= cdf[-1]
@@ -412,17 +450,20 @@ def sample_full(logits, mu, log_diag, lower, n=1, temperature=1.0, rng=None):
     Arrays as `FullCovarianceMDN.forward` returns them (NumPy or CuPy); rng a
     RandomState of the same array module. The component is drawn by the
     Gumbel-max trick on logits / tau (the same law as `sample`'s inverse CDF),
-    then y = mu_k + sqrt(tau) L_k eps, eps ~ N(0, I).
+    then y = mu_k + sqrt(tau) L_k eps, eps ~ N(0, I). tau and the arrays are
+    checked as in `sample`; draws are finite wherever |mu| + sqrt(tau) |L eps| is.
     """
-    if not (np.isfinite(temperature) and temperature > 0):
-        raise ValueError('temperature must be a finite number > 0, got {}'
-                         .format(temperature))
+    temperature = check_temperature(temperature)
+    loss.check_mixture(
+        'sample_full', 'logits (N, K), mu and log_diag (N, K, D), lower (N, K, D(D-1)/2)',
+        lambda n, k, d: ((n, k), (n, k, d), (n, k, d), (n, k, d * (d - 1) // 2)),
+        logits=logits, mu=mu, log_diag=log_diag, lower=lower)
     xp = backend.get_array_module(logits)
     rng = xp.random if rng is None else rng
     n_rows, k = logits.shape
     d = mu.shape[-1]
     gumbel = rng.gumbel(size=(n_rows, n, k)).astype(logits.dtype)
-    comp = (logits[:, None, :] / temperature + gumbel).argmax(axis=2)
+    comp = (_temper(logits.copy(), temperature, axis=1)[:, None, :] + gumbel).argmax(axis=2)
     rows = xp.arange(n_rows)[:, None]
     chol = scale_tril(log_diag[rows, comp], lower[rows, comp])
     eps = rng.standard_normal(size=(n_rows, n, d, 1)).astype(mu.dtype)
@@ -546,20 +587,75 @@ def save_figures(out, x, y, x_grid, y_linear, y_mdn):
         plt.close(fig)
 
 
+def run_data(seeds, points, test_points):
+    """The training and the held-out (x, y) of the run whose streams are `seeds`
+    (np.random.SeedSequence(seed).spawn(4): data, held-out data, MDN, baseline)."""
+    return (datasets.worldmodels(points, np.random.default_rng(seeds[0])),
+            datasets.worldmodels(test_points, np.random.default_rng(seeds[1])))
+
+
+#: Held-out points the loss curves are measured on.
+CURVE_POINTS = 2000
+
+#: The published configuration over seeds (experiments/published_seeds.py):
+#: how often a run collapses, quoted when one does.
+SEED_RUNS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         'results', 'published', 'runs.csv')
+
+
+def collapse_note(nll_test, dead, k, runs=SEED_RUNS):
+    """One line when the fit collapsed or left components dead, else None.
+
+    Collapsed: the held-out NLL is worse than the best single Gaussian per x
+    could do, a poor optimum that the published configuration ends in for
+    some seeds and some CPUs' rounding. Dead: a component whose weight is
+    below mixture.DEAD at every training input. The line says how often the
+    committed seed runs of the published configuration do the same.
+    """
+    gaussian = datasets.gaussian_limit('worldmodels')
+    collapsed = nll_test > gaussian
+    if not (collapsed or dead):
+        return None
+    seen = _seed_runs(runs)
+    if collapsed:
+        note = ('this run collapsed: its held-out NLL {:.3f} is worse than the best '
+                'single Gaussian per x ({:.3f} nats)'.format(nll_test, gaussian))
+        often = sum(nll > gaussian for nll, _ in seen)
+    else:
+        note = ('{} of the {} components are dead (weight below {:g} at every x), '
+                'so the mixture uses {}'.format(dead, k, mixture.DEAD, k - dead))
+        often = sum(d > 0 for _, d in seen)
+    if seen:
+        note += '; {} of {} seeds of the published configuration do so ({})'.format(
+            often, len(seen), os.path.relpath(runs))
+    return note + ('; try another --seed' if collapsed else '')
+
+
+def _seed_runs(path):
+    """[(nll_test, dead components)] of our runs in the seed table, [] if none."""
+    try:
+        with open(path) as f:
+            return [(float(r['nll_test']), int(r['dead_components']))
+                    for r in csv.DictReader(f) if r['implementation'] == 'ours']
+    except (OSError, KeyError, ValueError):
+        return []
+
+
 def main(argv=None):
     parser = make_parser()
     args = check_args(parser, parser.parse_args(argv))
     device = args.device
     start = time.time()
     seeds = np.random.SeedSequence(args.seed).spawn(4)
-    x, y = datasets.worldmodels(args.points, np.random.default_rng(seeds[0]))
-    x_test, y_test = datasets.worldmodels(args.test_points,
-                                          np.random.default_rng(seeds[1]))
+    (x, y), (x_test, y_test) = run_data(seeds, args.points, args.test_points)
 
     model = MDN(hidden=args.hidden, k=args.mixtures, activation=args.activation,
                 nll=args.loss, rng=np.random.default_rng(seeds[2]))
     baseline = LeastSquares(hidden=args.hidden,
                             rng=np.random.default_rng(seeds[3]))
+    # The curves' held-out loss is measured 100 times a run: on a fifth of
+    # the held-out points, as a full pass costs as much as ~15% of training.
+    curve = (x_test[:CURVE_POINTS], y_test[:CURVE_POINTS])
     mdn_start = time.time()
     try:
         # The snapshot to resume from is checked whole before anything is
@@ -567,12 +663,14 @@ def main(argv=None):
         train.train(model, x, y, epochs=args.epoch, batchsize=args.batchsize,
                     device=device, seed=args.seed, out=args.out, name='mdn',
                     frequency=args.frequency, resume=args.resume,
-                    options={key: getattr(args, key) for key in RUN_OPTIONS})
+                    options={key: getattr(args, key) for key in RUN_OPTIONS},
+                    heldout=curve, loss_label='NLL, nats per point')
         mdn_seconds = time.time() - mdn_start
         train.train(baseline, x, y, epochs=args.epoch, batchsize=args.batchsize,
                     device=device, seed=args.seed, out=args.out, name='linear',
                     frequency=args.frequency,
-                    options={'hidden': args.hidden, 'activation': 'none'})
+                    options={'hidden': args.hidden, 'activation': 'none'},
+                    heldout=curve, loss_label='MSE, (units of y)²')
     except train.SnapshotMismatch as e:
         parser.error('--resume: {}'.format(e))
     except train.Diverged as e:
@@ -588,6 +686,8 @@ def main(argv=None):
             for name, (a, b) in {'train': (x, y), 'test': (x_test, y_test)}.items()}
     y_mdn = to_cpu(model.sample(x_grid, rng=model.xp.random.RandomState(args.seed)))
     save_figures(args.out, x, y, x_grid, y_linear, y_mdn[:, 0])
+    pi_min, pi_max = mixture.weight_range(mixture.log_weights(
+        to_cpu(model.mixture(x_grid)[0])))
 
     config = {k: v for k, v in vars(args).items()
               if k not in ('device', 'out', 'resume')}
@@ -597,6 +697,10 @@ def main(argv=None):
         'nll_train': heldout_nll(model, x, y),
         'nll_test': heldout_nll(model, x_test, y_test),
         'nll_units': 'nats per point, mean over points',
+        'pi_min': pi_min.tolist(),
+        'pi_max': pi_max.tolist(),
+        'pi_over': 'the training inputs\' range, {} points'.format(args.points),
+        'dead_components': int((pi_max < mixture.DEAD).sum()),
         'baseline_mse_train': mse['train'],
         'baseline_mse_test': mse['test'],
         'seed': args.seed,
@@ -612,6 +716,9 @@ def main(argv=None):
     print(json.dumps({k: metrics[k] for k in ('nll_train', 'nll_test',
                                               'baseline_mse_test',
                                               'wall_seconds')}))
+    note = collapse_note(metrics['nll_test'], metrics['dead_components'], args.mixtures)
+    if note:
+        print('{}: {}'.format(parser.prog, note))
 
 
 if __name__ == '__main__':

@@ -15,20 +15,28 @@ key drops it (PRUNED, user attr `duplicate_of`) without training. A worker
 killed hard stops beating: after the grace period any worker marks its trial
 failed and Optuna's RetryHeartbeatStaleTrialCallback enqueues it again. A run
 that raises is FAILED with its reason (user attr `failure`) and is enqueued
-again only when asked (`retry_failed`).
+again only when asked (`retry_failed`), as is one whose score is not finite.
+
+A storage is written into only if it is an empty database or an Optuna
+storage: a file or database of anything else is refused before any write.
 """
 import csv
 import hashlib
+import itertools
 import json
+import math
 import multiprocessing
 import os
 import signal
+import sqlite3
 import sys
 import threading
 import time
+import urllib.request
 import warnings
 
 import optuna
+import optuna.storages._rdb.models
 import sqlalchemy
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
@@ -54,8 +62,21 @@ class StorageError(Exception):
     """The storage cannot be used (bad URL, no server, refused, another study)."""
 
 
+class NoStudy(StorageError):
+    """The storage holds no study yet (missing or empty file, no tables, no such study)."""
+
+
 class StorageLost(Exception):
     """The storage stopped answering during the sweep."""
+
+
+#: Optuna's tables (and Alembic's record of their schema) by primary key: a
+#: database holding any other table belongs to someone else.
+_OPTUNA_TABLES = dict(
+    {name: [c.name for c in table.primary_key.columns]
+     for name, table in optuna.storages._rdb.models.BaseModel.metadata.tables.items()},
+    alembic_version=['version_num'])
+_SQLITE_HEADER = b'SQLite format 3\x00'
 
 
 def storage_url(text):
@@ -66,11 +87,11 @@ def storage_url(text):
     """
     try:
         url = sqlalchemy.engine.make_url(text)
-    except sqlalchemy.exc.ArgumentError:
-        raise StorageError("'{}' is not a database URL: use e.g. "
+    except (sqlalchemy.exc.ArgumentError, ValueError) as e:  # ValueError: a bad port
+        raise StorageError("'{}' is not a database URL ({}): use e.g. "
                            'sqlite:///path/study.db or '
                            'postgresql://user:password@host:5432/database'
-                           .format(text))
+                           .format(text, _one_line(e)))
     if url.drivername in ('postgresql', 'postgres'):
         url = url.set(drivername='postgresql+psycopg')
     return url.render_as_string(hide_password=False)
@@ -86,12 +107,18 @@ def _one_line(error):
     return ' '.join(str(error).split()) or type(error).__name__
 
 
-def connect(url):
-    """An RDBStorage on `url` with heartbeats, or StorageError saying why not."""
+def connect(url, existing=False):
+    """An RDBStorage on `url` with heartbeats, or StorageError saying why not.
+
+    Nothing is written into a database that holds anything but Optuna's
+    tables (`_check_database`). With `existing`, the storage must be an
+    Optuna storage already (NoStudy if not), so that nothing is created.
+    """
     sqlite = url.startswith('sqlite')
     kwargs = {'connect_args': {'timeout': 120} if sqlite else
               {'connect_timeout': 10}}
     try:
+        _check_database(url, kwargs, existing)
         storage = _rdb_storage(url, kwargs)
     except sqlalchemy.exc.ArgumentError as e:
         raise StorageError('{} is not a storage this program can use ({})'.format(
@@ -107,6 +134,58 @@ def connect(url):
     if sqlite:
         _immediate_transactions(storage.engine)
     return storage
+
+
+def _check_database(url, engine_kwargs, existing):
+    """StorageError unless the database at `url` is empty or an Optuna storage
+    (NoStudy if `existing` and it is not a storage yet); it is only read.
+
+    SQLite creates a missing file and takes over an empty or short one as a
+    new database, so its file is checked before SQLite opens it, and then
+    opened read-only.
+    """
+    engine_url = sqlalchemy.engine.make_url(url)
+    if engine_url.get_backend_name() == 'sqlite':
+        path = engine_url.database
+        if path in (None, '', ':memory:'):
+            raise StorageError(
+                '{} is an in-memory database, which the worker processes cannot share '
+                'and which is gone when the command ends: give a file, e.g. '
+                '--storage sqlite:///path/study.db'.format(shown(url)))
+        if not os.path.lexists(path) or os.path.isfile(path) and not os.path.getsize(path):
+            if existing:
+                raise NoStudy('{} {}'.format(path, 'is empty' if os.path.lexists(path)
+                                             else 'does not exist'))
+            return
+        if not os.path.isfile(path):
+            raise StorageError('{} is not a file: choose another --storage or --out'
+                               .format(path))
+        with open(path, 'rb') as f:
+            if f.read(len(_SQLITE_HEADER)) != _SQLITE_HEADER:
+                raise StorageError('{} is not a database (no SQLite header), and this '
+                                   'program will not overwrite it: choose another '
+                                   '--storage or --out'.format(path))
+        uri = 'file:{}?mode=ro'.format(urllib.request.pathname2url(os.path.abspath(path)))
+        timeout = engine_kwargs['connect_args']['timeout']
+        engine = sqlalchemy.create_engine('sqlite://', creator=lambda: sqlite3.connect(
+            uri, uri=True, timeout=timeout))
+    else:
+        engine = sqlalchemy.create_engine(url, **engine_kwargs)
+    try:
+        inspector = sqlalchemy.inspect(engine)
+        tables = {name: inspector.get_pk_constraint(name)['constrained_columns']
+                  for name in inspector.get_table_names()}
+    finally:
+        engine.dispose()
+    foreign = sorted(name for name, key in tables.items()
+                     if _OPTUNA_TABLES.get(name) != key)
+    if foreign:
+        raise StorageError('{} holds tables that are not an Optuna storage\'s ({}), and '
+                           'this program writes only into an empty database or an Optuna '
+                           'storage: choose another --storage or --out'.format(
+                               shown(url), ', '.join(foreign)))
+    if existing and 'studies' not in tables:
+        raise NoStudy('{} holds no Optuna storage'.format(shown(url)))
 
 
 def _rdb_storage(url, engine_kwargs, tries=3):
@@ -147,17 +226,25 @@ def _immediate_transactions(engine):
     engine.dispose()  # connections made before the hooks were set
 
 
-def open_study(storage, name, meta):
-    """The study `name`, created if new; StorageError if another program made it.
+def open_study(storage, name, meta, create=True):
+    """The study `name`, created if new and `create` (else NoStudy);
+    StorageError if another program made it.
 
     `meta` (a JSON dict: the script, its version, what defines a point) is
     stored with a new study and must match an existing one.
     """
     try:
-        study = optuna.create_study(study_name=name, storage=storage,
-                                    load_if_exists=True)
+        if create:
+            study = optuna.create_study(study_name=name, storage=storage,
+                                        load_if_exists=True)
+        else:
+            try:
+                study = optuna.load_study(study_name=name, storage=storage)
+            except KeyError:
+                raise NoStudy("{} holds no study '{}'".format(
+                    shown(storage.url), name))
         found = study.user_attrs.get('sweep')
-        if found is None:
+        if found is None and create:
             study.set_user_attr('sweep', meta)
             found = meta
     except _STORAGE_ERRORS as e:
@@ -176,6 +263,29 @@ def _describe(meta):
         return repr(meta)
     return ', '.join('{}={}'.format(k, meta[k]) for k in sorted(meta)
                      if k != 'script')
+
+
+def trials(study, warn=False):
+    """The study's trials (not copied). One whose stored attributes are not
+    valid JSON (edited by hand) is left out, as if it were not there, with a
+    one-line warning on stderr if `warn`: Optuna cannot read any trial else."""
+    try:
+        return study.get_trials(deepcopy=False)
+    except json.JSONDecodeError:
+        pass
+    storage, found = study._storage, []
+    for number in itertools.count():
+        try:
+            trial_id = storage.get_trial_id_from_study_id_trial_number(
+                study._study_id, number)
+        except KeyError:  # numbers run from 0 without gaps
+            return found
+        try:
+            found.append(storage.get_trial(trial_id))
+        except json.JSONDecodeError as e:
+            if warn:
+                print('warning: skipping trial {}: a stored attribute is not valid JSON '
+                      '({})'.format(number, e), file=sys.stderr)
 
 
 def _key(trial):
@@ -203,12 +313,13 @@ def failures(trials):
     return failed
 
 
-def outcomes(study):
+def outcomes(study, warn=False):
     """{key: its finished trial}: COMPLETE, or FAIL with a `failure` reason,
-    for every key of the study that is done (pending keys are left out)."""
-    trials = study.get_trials(deepcopy=False)
-    done = failures(trials)
-    for key, trial in owners(trials).items():
+    for every key of the study that is done (pending keys are left out).
+    `warn`: see `trials`."""
+    found = trials(study, warn)
+    done = failures(found)
+    for key, trial in owners(found).items():
         if trial.state == TrialState.COMPLETE:
             done[key] = trial
         elif trial.state in (TrialState.RUNNING, TrialState.WAITING):
@@ -223,8 +334,8 @@ def enqueue(study, points, key, retry_failed=False):
     `retry_failed`; one whose run died (failed without a reason) always is.
     Returns the number enqueued.
     """
-    trials = study.get_trials(deepcopy=False)
-    owned, failed = owners(trials), failures(trials)
+    found = trials(study)
+    owned, failed = owners(found), failures(found)
     new = [p for p in points if key(p) not in owned
            and (retry_failed or key(p) not in failed)]
     study.add_trials([optuna.trial.create_trial(
@@ -249,6 +360,11 @@ class _Heartbeat(threading.Thread):
             except _STORAGE_ERRORS:
                 return
 
+    def stop(self):
+        """Stop beating, and wait until a beat under way has ended."""
+        self.stopped.set()
+        self.join()
+
 
 def _claim(study, keys):
     """Claim a WAITING trial of `keys` (in their order); None if there is none.
@@ -261,9 +377,9 @@ def _claim(study, keys):
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)  # re-enqueues the dead ones
-    trials = study.get_trials(deepcopy=False)
+    found = trials(study)
     wanted = {k: i for i, k in enumerate(keys)}
-    waiting = sorted((t for t in trials if t.state == TrialState.WAITING
+    waiting = sorted((t for t in found if t.state == TrialState.WAITING
                       and _key(t) in wanted),
                      key=lambda t: (wanted[_key(t)], t.number))
     storage = study._storage
@@ -277,7 +393,7 @@ def _claim(study, keys):
                 return trial, True
         except optuna.exceptions.UpdateFinishedTrialError:
             continue
-    owned = owners(trials)
+    owned = owners(found)
     return None, any(owned[k].state in (TrialState.RUNNING, TrialState.WAITING)
                      for k in keys if k in owned)
 
@@ -306,7 +422,7 @@ def work(url, name, keys, objective):
 
 def _run(study, trial, objective):
     storage, key = study._storage, _key(trial)
-    owner = owners(study.get_trials(deepcopy=False))[key]
+    owner = owners(trials(study))[key]
     if owner.number != trial.number:
         storage.set_trial_user_attr(trial._trial_id, 'duplicate_of', owner.number)
         study.tell(trial.number, state=TrialState.PRUNED)
@@ -315,6 +431,8 @@ def _run(study, trial, objective):
     heartbeat.start()
     try:
         value, row = objective(trial.user_attrs['point'])
+        if not math.isfinite(value):  # Optuna would store it as COMPLETE
+            raise ValueError('the score is {}, not a finite number'.format(value))
     except KeyboardInterrupt:
         study.tell(trial.number, state=TrialState.FAIL)
         raise
@@ -325,7 +443,7 @@ def _run(study, trial, objective):
         tqdm.write('{} failed: {}'.format(key, reason), file=sys.stderr)
         return
     finally:
-        heartbeat.stopped.set()
+        heartbeat.stop()
     storage.set_trial_user_attr(trial._trial_id, 'row', row)
     study.tell(trial.number, value)
 
@@ -449,7 +567,7 @@ def export(study, path, fields, parse):
     appears at most once.
     """
     rows, failed, lines = {}, {}, []
-    for key, trial in sorted(outcomes(study).items()):
+    for key, trial in sorted(outcomes(study, warn=True).items()):
         if 'failure' in trial.user_attrs:
             failed[key] = trial.user_attrs['failure']
             continue
@@ -534,16 +652,22 @@ def add_arguments(parser):
 def open_from_arguments(parser, args, name, meta, fields):
     """Check args.out (and that OUT/results.csv, if there, is an export of a
     table with these `fields`), open the storage and the study: sets args.url
-    and args.study, or exits 2 with one line (parser.error)."""
+    and args.study, or exits 2 with one line (parser.error). With
+    --report-only nothing is created: the study must be there."""
     cli.check_out(parser, args.out)
     path = os.path.join(args.out, 'results.csv')
     if not csv_is_ours(path, fields):
         parser.error('{} is not a file this script wrote (other columns, or not a '
                      'file): choose another --out'.format(path))
     try:
-        os.makedirs(args.out, exist_ok=True)
         args.url = storage_url(args.storage or 'sqlite:///' + os.path.join(
             args.out, 'study.db'))
-        args.study = open_study(connect(args.url), name, meta)
+        if not args.report_only:
+            os.makedirs(args.out, exist_ok=True)
+        args.study = open_study(connect(args.url, existing=args.report_only), name,
+                                meta, create=not args.report_only)
+    except NoStudy as e:
+        parser.error('--report-only: nothing to report: {}: run the command without '
+                     '--report-only first'.format(e))
     except (OSError, StorageError) as e:
         parser.error(str(e))

@@ -18,6 +18,8 @@ raise `Diverged` when the training loss becomes non-finite.
 import hashlib
 import json
 import math
+import numbers
+import os
 import time
 
 import numpy as np
@@ -30,16 +32,26 @@ from chainer.training import extensions
 
 from toy import files
 
-#: A run's log and loss plot hold at most this many points, so the cost of
-#: logging per epoch stays the same however many epochs the run has
-#: (LogReport rewrites its whole file, PlotReport redraws its whole figure).
+#: The held-out loss is measured, and the printed report made, at most this
+#: many times a run: a pass over the held-out points costs several steps.
 LOG_POINTS = 100
-PLOT_REDRAWS = 10
 
 #: The snapshot member holding the options that define a run (JSON text).
 OPTIONS_KEY = 'run/options'
 #: Longest text member (log, plot data, options) a snapshot may hold.
 MAX_TEXT = 2 ** 24
+
+
+def positive_int(name, value, none_ok=False):
+    """value as an int, or ValueError naming `name` unless it is an int >= 1
+    (or None, where none_ok)."""
+    if value is None and none_ok:
+        return None
+    if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
+            or value < 1):
+        raise ValueError('{} must be a positive int{}, not {!r}'.format(
+            name, ' or None' if none_ok else '', value))
+    return int(value)
 
 
 class Diverged(ValueError):
@@ -185,7 +197,7 @@ def evaluate(model, x, y, batch=65536):
 # ---------------------------------------------------------------------------
 
 def fit(model, x, y, x_val, y_val, *, epochs, batchsize=None, lr=1e-2,
-        lr_final=1e-4, eval_every=1, seed=0, device=None):
+        lr_final=1e-4, eval_every=1, seed=0, device=None, progress=None):
     """Train `model` (a Chain with `loss(x, y)`) by Adam; keep the best validation.
 
     x (N, in_dim), y (N, D) and the validation pair, float32 (already
@@ -195,11 +207,15 @@ def fit(model, x, y, x_val, y_val, *, epochs, batchsize=None, lr=1e-2,
     size decays geometrically from lr (first step) to lr_final (last step).
     Every `eval_every` epochs and after the last one the validation loss is
     measured; when the run ends the parameters at its minimum are restored.
-    Raises Diverged if the training loss becomes non-finite.
+    Raises Diverged if the training loss becomes non-finite. `progress`, if
+    given, is called with no argument after every epoch (a tqdm bar's update).
 
     Returns a dict: best_val_loss, best_epoch, epochs, iterations, seconds,
     history (a list of (epoch, validation loss)).
     """
+    epochs = positive_int('epochs', epochs)
+    eval_every = positive_int('eval_every', eval_every)
+    batchsize = positive_int('batchsize', batchsize, none_ok=True)
     x, y = check_data(x, y)
     x_val, y_val = check_data(x_val, y_val, names=('x_val', 'y_val'))
     if device is not None:
@@ -235,6 +251,8 @@ def fit(model, x, y, x_val, y_val, *, epochs, batchsize=None, lr=1e-2,
                 optimizer.update()
                 optimizer.hyperparam.alpha *= decay
                 loss_sum = loss_sum + loss.array
+            if progress is not None:
+                progress()
             if epoch % eval_every and epoch != epochs:
                 continue
             if not math.isfinite(float(loss_sum)):
@@ -291,13 +309,18 @@ def _check_divergence(trainer):
 
 
 def train(model, x, y, *, epochs, batchsize, device, seed, out, name,
-          frequency=None, resume=None, options=None, quiet=False):
+          frequency=None, resume=None, options=None, quiet=False, heldout=None,
+          loss_label='loss'):
     """Fit `model` (a Chain with a `loss(x, y)` method) by Adam with default settings.
 
     x (N, in_dim) and y (N, D) float32 arrays (checked once by `check_data`);
-    batchsize None (or >= N) is full-batch. Writes into `out`: `{name}-log.json`, `{name}-loss.png` and
-    `{name}-snapshot` (every `frequency` epochs, default epochs / 10, and at
-    the end, so the snapshot in `out` is always this run's). `options`: a
+    batchsize None (or >= N) is full-batch. `heldout`: an (x, y) pair whose
+    loss is measured LOG_POINTS times a run. Writes into `out`:
+    `{name}-log.json` (the mean training loss of every epoch, and the
+    held-out loss where measured), `{name}-loss.png` (both against the
+    epoch, the y axis named `loss_label`) and `{name}-snapshot` (every
+    `frequency` epochs, default epochs / 10, and at the end, so the snapshot
+    in `out` is always this run's). `options`: a
     JSON-able dict of what defines the run (seed, model sizes...), stored in
     the snapshot. `resume`: the path of such a snapshot to continue from; it
     is checked whole before anything is written (SnapshotMismatch, one line:
@@ -305,6 +328,9 @@ def train(model, x, y, *, epochs, batchsize, device, seed, out, name,
     non-finite contents). Raises Diverged if the training loss becomes
     non-finite. Returns the Trainer after the run.
     """
+    epochs = positive_int('epochs', epochs)
+    frequency = positive_int('frequency', frequency, none_ok=True)
+    batchsize = positive_int('batchsize', batchsize, none_ok=True)
     x, y = check_data(x, y)
     batchsize = len(x) if batchsize is None else min(batchsize, len(x))
     options = dict(options or {}, seed=seed, batchsize=batchsize, points=len(x),
@@ -330,21 +356,26 @@ def train(model, x, y, *, epochs, batchsize, device, seed, out, name,
         device=device)
     trainer = training.Trainer(updater, (epochs, 'epoch'), out=out)
 
-    log_every = max(1, epochs // LOG_POINTS)
-    trainer.extend(extensions.LogReport(trigger=_every(log_every, epochs),
-                                        filename=name + '-log.json'))
+    log_every = _every(max(1, epochs // LOG_POINTS), epochs)
+    if heldout is not None:
+        heldout = check_data(*heldout, names=('held-out x', 'held-out y'))
+        trainer.extend(_heldout_loss(*heldout), trigger=log_every)
+    # Kept in memory and written once at the end: LogReport's own file would
+    # be rewritten whole every epoch.
+    trainer.extend(extensions.LogReport(trigger=(1, 'epoch'), log_name=None))
     # Reads the mean loss LogReport has just logged (the losses are already
     # summed there each step: no extra device sync per step).
-    trainer.extend(_check_divergence, trigger=_every(log_every, epochs),
+    trainer.extend(_check_divergence, trigger=(1, 'epoch'),
                    priority=extensions.LogReport.priority - 1)
-    trainer.extend(extensions.PlotReport(
-        ['main/loss'], 'epoch', filename=name + '-loss.png',
-        trigger=_every(max(1, epochs // PLOT_REDRAWS), epochs)))
     trainer.extend(_snapshot(name + '-snapshot', options), name='snapshot',
                    trigger=_every(frequency or max(1, epochs // 10), epochs))
+    # Always there, so that a snapshot's layout does not depend on `quiet`.
+    trainer.extend(extensions.LogReport(trigger=log_every, log_name=None),
+                   name='printed')
     if not quiet:
         trainer.extend(extensions.PrintReport(
-            ['epoch', 'iteration', 'main/loss', 'elapsed_time']))
+            ['epoch', 'iteration', 'main/loss', 'validation/main/loss',
+             'elapsed_time'], log_report='printed'))
         trainer.extend(extensions.ProgressBar(update_interval=100))
     if resume is not None:
         state = read_snapshot(resume, trainer, options)
@@ -357,7 +388,20 @@ def train(model, x, y, *, epochs, batchsize, device, seed, out, name,
     # loss's data checks a device sync: the data were checked above.
     with chainer.using_config('type_check', False):
         trainer.run(show_loop_exception_msg=False)
+    log = trainer.get_extension('LogReport').log
+    files.write_json(os.path.join(out, name + '-log.json'), log)
+    from toy import plots     # matplotlib only for runs that finish
+    plots.loss_curves(os.path.join(out, name + '-loss.png'), log, loss_label)
     return trainer
+
+
+def _heldout_loss(x, y):
+    """Report the model's mean loss over (x, y) as validation/main/loss."""
+    @training.make_extension(priority=training.PRIORITY_WRITER)
+    def heldout_loss(trainer):
+        model = trainer.updater.get_optimizer('main').target
+        chainer.reporter.report({'validation/main/loss': evaluate(model, x, y)})
+    return heldout_loss
 
 
 def read_snapshot(path, trainer, options):

@@ -1,0 +1,177 @@
+"""The K-mixture floor's arguments, and its value against an independent fit.
+
+The reference shares none of `mixture_floor_at`'s machinery: the true
+p(y | x) on a dense midpoint grid of the latent (the likelihood, normalised
+by its sum), and the mixture's KL from it minimised by L-BFGS over the
+mixture's logits, means and log standard deviations, with the analytic
+gradient, from starts of its own.
+"""
+import time
+
+import numpy as np
+import pytest
+from scipy import optimize
+from scipy.special import log_softmax, logsumexp
+
+from toy import datasets
+
+
+def posterior(name, x, n=4000):
+    """Midpoints y, weights w (summing to one) and log p(y | x) where w > 1e-12."""
+    problem = datasets.PROBLEMS[name]
+    step = (problem.hi - problem.lo) / n
+    y = problem.lo + step * (np.arange(n) + 0.5)
+    w = problem.likelihood(x, y)
+    w = w / w.sum()
+    keep = w > 1e-12
+    return y[keep], w[keep], np.log(w[keep] / step)
+
+
+def kl_and_gradient(theta, y, w, log_p, k):
+    """KL(p || q) by the midpoint rule and its gradient in theta =
+    (logits, mu, log sigma), each (k,)."""
+    log_pi, mu, s = log_softmax(theta[:k]), theta[k:2 * k], theta[2 * k:]
+    z = (y[:, None] - mu) * np.exp(-s)
+    log_joint = log_pi - 0.5 * np.log(2 * np.pi) - s - 0.5 * z * z
+    log_q = logsumexp(log_joint, axis=1)
+    r = w[:, None] * np.exp(log_joint - log_q[:, None])
+    return np.sum(w * (log_p - log_q)), np.concatenate([
+        np.exp(log_pi) - r.sum(0), -(r * z).sum(0) * np.exp(-s),
+        -(r * (z * z - 1)).sum(0)])
+
+
+def direct_floor(name, x, k):
+    """min over k-Gaussian mixtures of KL(p(y | x) || q) by L-BFGS, from two
+    starts: one component on each of the k highest peaks of p(y | x) (its
+    width from the peak's curvature), and k equally spaced quantiles."""
+    y, w, log_p = posterior(name, x)
+    peak = np.nonzero((log_p[1:-1] > log_p[:-2]) & (log_p[1:-1] >= log_p[2:]))[0] + 1
+    peak = peak[np.argsort(-log_p[peak])][:k]
+    step = y[1] - y[0]
+    curvature = -(log_p[peak + 1] - 2 * log_p[peak] + log_p[peak - 1]) / step ** 2
+    quantile = y[np.searchsorted(np.cumsum(w), (np.arange(k) + 0.5) / k)]
+    spread = np.sqrt(np.sum(w * (y - np.sum(w * y)) ** 2))
+    starts = [np.concatenate([np.zeros(k), quantile, np.full(k, np.log(spread / k))])]
+    if len(peak) == k:
+        starts.append(np.concatenate([log_p[peak], y[peak], -0.5 * np.log(curvature)]))
+    return min(optimize.minimize(kl_and_gradient, theta, args=(y, w, log_p, k),
+                                 jac=True, method='L-BFGS-B').fun
+               for theta in starts)
+
+
+@pytest.mark.parametrize('k, x', [(5, [-3.0, 2.0]), (3, [6.0])])
+def test_otoro_floor_is_the_optimum(k, x):
+    """From the quantile start and the branch start alone (restarts=1), the
+    floor is the better one's KL, at the best mixture. K = 5 at inputs with
+    five branches: the committed otoro K = 5 floor, 0.082 nats, came from EM
+    that stopped at 0.2 nats at x = 2 where one component per branch gives
+    0.020; at x = -3 two of the branches are light enough that sharing the
+    components out by mass alone leaves one of them without any (0.48 nats,
+    not 0.007). K = 3 at an input where one per branch, for the three
+    heaviest of its four, is not the best start."""
+    kl = datasets.mixture_floor_at('otoro', k, x, restarts=1, iterations=500)[1]
+    reference = [direct_floor('otoro', xi, k) for xi in x]
+    np.testing.assert_allclose(kl, reference, atol=1e-3)
+    assert max(reference) > 0.01  # something to find
+
+
+@pytest.mark.parametrize('k', [0, -1, 2.5, True, '3', None])
+def test_floor_refuses_a_bad_component_count(k):
+    with pytest.raises(ValueError, match=r'k, the number of mixture components, '
+                                         r'must be an integer >= 1, got'):
+        datasets.mixture_floor('bishop', k)
+    with pytest.raises(ValueError, match='must be an integer >= 1'):
+        datasets.mixture_floor_at('otoro', k, [0.0])
+
+
+@pytest.mark.parametrize('argument', ['resolution', 'restarts', 'iterations'])
+def test_floor_refuses_bad_counts(argument):
+    with pytest.raises(ValueError, match=argument + ' must be an integer >= 1'):
+        datasets.mixture_floor('otoro', 2, **{argument: 0})
+    with pytest.raises(ValueError, match='block must be an integer >= 1'):
+        datasets.mixture_floor_at('otoro', 2, [0.0], block=0)
+
+
+@pytest.mark.parametrize('name', datasets.NAMES)
+@pytest.mark.parametrize('direction', datasets.DIRECTIONS)
+def test_floor_refuses_a_k_too_large_for_memory_at_once(name, direction):
+    if (name, direction) == ('otoro', 'forward'):
+        # Gaussian noise: any K fits it exactly, with no work to do.
+        assert datasets.mixture_floor(name, 10 ** 6, direction) == 0.0
+        return
+    started = time.perf_counter()
+    with pytest.raises(ValueError, match=r'would hold [0-9.e+]+ GiB at once .*'
+                                         r'use a smaller k'):
+        datasets.mixture_floor(name, 10 ** 6, direction)
+    assert time.perf_counter() - started < 1.0
+    # The largest published K is well inside the limit.
+    datasets._floor_nodes(datasets.PROBLEMS[name], 24, 16, 3, 500)
+
+
+@pytest.mark.parametrize('name', datasets.NAMES)
+def test_floor_at_refuses_inputs_without_a_density(name):
+    for x in ([np.nan], [0.0, np.inf], [-np.inf]):
+        with pytest.raises(ValueError, match='the inputs x must be finite'):
+            datasets.mixture_floor_at(name, 2, x)
+    with pytest.raises(ValueError, match=r'x = 1e\+30 lies outside the support '
+                                         r'of {}'.format(name)):
+        datasets.mixture_floor_at(name, 2, [0.0, 1e30])
+
+
+@pytest.mark.parametrize('name', datasets.NAMES)
+def test_conditional_log_density_refuses_nan_and_unpaired_shapes(name):
+    with pytest.raises(ValueError, match='inputs must be finite'):
+        datasets.conditional_log_density(name, [np.nan], [0.5])
+    with pytest.raises(ValueError, match='targets must be finite'):
+        datasets.conditional_log_density(name, [0.2], [np.nan])
+    with pytest.raises(ValueError, match=r'must have one shape, got \(2,\) and \(1,\)'):
+        datasets.conditional_log_density(name, [0.2, 0.3], [0.5])
+    with pytest.raises(ValueError, match='inputs must be finite'):
+        datasets.conditional_density(name, 'inverse', [np.nan], [0.5])
+
+
+def test_worldmodels_log_density_masks_the_periodic_band():
+    """log p(y | x) = -log width(y) - log p(x) inside the band, with p(x) a
+    dense midpoint sum; the likelihood repeats with period 1 in y, but a
+    target one period away is impossible, as is one just past either end."""
+    problem = datasets.PROBLEMS['worldmodels']
+    x = np.array([0.3, -0.6, 0.05])
+    grid = (np.arange(200000) + 0.5) / 200000
+    p_x = problem.likelihood(x[:, None], grid).mean(1)
+    y = np.array([0.04, 0.62, 0.98])
+    assert np.all(problem.likelihood(x, y) > 0)
+    np.testing.assert_allclose(datasets.conditional_log_density('worldmodels', x, y),
+                               -np.log(problem.width(y)) - np.log(p_x), rtol=1e-4)
+    for shift in (1.0, -1.0):
+        assert np.all(problem.likelihood(x, y + shift) > 0)
+        assert np.all(datasets.conditional_log_density('worldmodels', x, y + shift)
+                      == -np.inf)
+    # x = 0.05 holds for y just below 1 and just above 0 (sin(2 pi y) ~ 0).
+    edge = datasets.conditional_log_density('worldmodels', [0.05] * 2, [1.001, -0.001])
+    assert np.all(edge == -np.inf)
+    assert np.all(np.isfinite(datasets.conditional_log_density(
+        'worldmodels', [0.05] * 2, [0.999, 0.001])))
+
+
+@pytest.mark.parametrize('name', datasets.NAMES)
+def test_forward_conditional_density_is_the_published_noise(name):
+    """p(x | a) from the published expressions: x - mean(a) uniform or
+    normal; rows are inputs a, columns targets x."""
+    a = np.array([0.13, 0.62]) if name != 'otoro' else np.array([-7.0, 3.0])
+    x = np.linspace(-12, 12, 24001)
+    y = a[:, None]
+    density = {
+        'worldmodels': lambda: ((x >= np.sin(2 * np.pi * y))
+                                & (x <= np.sin(2 * np.pi * y) + 0.2 * (np.cos(2 * np.pi * y) + 2))
+                                ) / (0.2 * (np.cos(2 * np.pi * y) + 2)),
+        'bishop': lambda: (np.abs(x - y - 0.3 * np.sin(2 * np.pi * y)) <= 0.1) / 0.2,
+        'otoro': lambda: np.exp(-0.5 * (x - 7 * np.sin(0.75 * y) - 0.5 * y) ** 2)
+        / np.sqrt(2 * np.pi)}[name]()
+    got = datasets.conditional_density(name, 'forward', a, x)
+    assert got.shape == (2, x.size)
+    # Away from the uniform bands' edges, where a rounding may tip either way.
+    edge = np.zeros_like(got, dtype=bool)
+    edge[:, 1:] |= density[:, 1:] != density[:, :-1]
+    edge[:, :-1] |= density[:, 1:] != density[:, :-1]
+    np.testing.assert_allclose(got[~edge], density[~edge], rtol=1e-12, atol=1e-300)
+    assert np.allclose(got.sum(1) * (x[1] - x[0]), 1, atol=2e-3)
