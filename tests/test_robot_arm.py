@@ -138,9 +138,11 @@ SIGMA, PI_UP = 0.05, 0.7
 
 
 def branches(scaler, xs):
-    """Both exact solutions (2, N, 2) in radians for standardised inputs xs."""
+    """Both exact solutions (2, N, 2) for standardised inputs xs, standardised
+    as the models' targets are."""
     xs = xs.array if isinstance(xs, chainer.Variable) else xs
-    return ARM.inverse_kinematics(xs * scaler.x_scale + scaler.x_mean)
+    up_down = ARM.inverse_kinematics(xs * scaler.x_scale + scaler.x_mean)
+    return (up_down - scaler.y_mean) / scaler.y_scale
 
 
 class ExactJoint(mdn.MDN):
@@ -152,9 +154,8 @@ class ExactJoint(mdn.MDN):
         self.scaler = scaler
 
     def features(self, xs):
-        up_down = branches(self.scaler, xs)
-        n = up_down.shape[1]
-        mu = (up_down - self.scaler.y_mean) / self.scaler.y_scale       # (2, N, 2)
+        mu = branches(self.scaler, xs)                                  # (2, N, 2)
+        n = mu.shape[1]
         ln_var = np.log(SIGMA ** 2) - 2 * np.log(self.scaler.y_scale)
         head = np.concatenate([np.tile(np.log([PI_UP, 1 - PI_UP]), (n, 1)),
                                mu.transpose(1, 0, 2).reshape(n, 4),
@@ -171,9 +172,8 @@ class MixedPerDimension(mdn.PerDimensionMDN):
         self.scaler = scaler
 
     def features(self, xs):
-        up_down = branches(self.scaler, xs)
-        n = up_down.shape[1]
-        mu = (up_down - self.scaler.y_mean) / self.scaler.y_scale       # (2, N, 2)
+        mu = branches(self.scaler, xs)                                  # (2, N, 2)
+        n = mu.shape[1]
         per_dim = []
         for d, logits in ((0, [0.0, -1.0]), (1, [-1.0, 0.0])):
             per_dim += [np.tile(logits, (n, 1)), mu[:, :, d].T,
