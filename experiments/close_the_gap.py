@@ -120,14 +120,6 @@ def results(args, rung):
     return found, {name: floor[name, RUNGS[rung][1]] for name in datasets.NAMES}
 
 
-def mean_spread(values):
-    """'mean ± std' of values over seeds at 4 decimals; one value alone has
-    no spread to show."""
-    if len(values) == 1:
-        return '{:.4f} (one seed)'.format(values[0])
-    return '{:.4f} ± {:.4f}'.format(np.mean(values), np.std(values))
-
-
 def write_summary(args, table):
     """OUT/summary.md from table: {rung: results(args, rung)} of the rungs
     with runs."""
@@ -154,7 +146,7 @@ def write_summary(args, table):
             lines.append('| {} | {} | {} | {} | {} | {:+.4f}{} | {:.4f} | '
                          '{:+.4f}{} | {:.0f} |'.format(
                              RUNGS[rung][0], RUNGS[rung][1], name, len(nll),
-                             mean_spread(nll), gap, ' ✓' if gap <= TARGET else '',
+                             sweep_mixtures.mean_spread(nll, 'seed'), gap, ' ✓' if gap <= TARGET else '',
                              floor[name], gap - floor[name],
                              ' ✓' if gap - floor[name] <= 0.03 else '', sec.mean()))
     lines += ['', 'Wall time of each invocation (all three problems):', '']

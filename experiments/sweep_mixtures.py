@@ -21,6 +21,7 @@ import sys
 import zlib
 
 import numpy as np
+from tqdm import tqdm
 
 import toy  # noqa: F401  (patches NumPy/Python for chainer before it is imported)
 import chainer
@@ -303,14 +304,28 @@ def floors(args):
             label = '{}-{}-k{}'.format(name, args.direction, k)
             value = kept.get(label)
             if not (isinstance(value, float) and math.isfinite(value) and value >= 0):
-                print('computing the {}-component mixture floor of {} (kept in {})'
-                      .format(k, name, path), file=sys.stderr)
-                value = kept[label] = datasets.mixture_floor(
-                    name, k, args.direction, iterations=FLOOR_ITERATIONS)
+                with tqdm(desc='{}-component mixture floor of {} (kept in {})'.format(
+                        k, name, path), unit='input', leave=False, disable=None,
+                        dynamic_ncols=True) as bar:
+                    value = kept[label] = datasets.mixture_floor(
+                        name, k, args.direction, iterations=FLOOR_ITERATIONS,
+                        progress=functools.partial(_advance, bar))
                 os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
                 files.write_json(path, kept)  # each as it comes: they are slow
             found[name, k] = value
     return found
+
+
+def mean_spread(values, unit, number='{:.4f}'):
+    """'mean ± std' of values; one value alone has no spread to show."""
+    if len(values) == 1:
+        return (number + ' (one {})').format(values[0], unit)
+    return (number + ' ± ' + number).format(np.mean(values), np.std(values))
+
+
+def _advance(bar, done, total):
+    bar.total, bar.n = total, done
+    bar.refresh()
 
 
 def write_summary(args, rows, failed, floor):
@@ -338,16 +353,17 @@ def write_summary(args, rows, failed, floor):
             gap = nll.mean() - bayes
             shares = ('{:.4f} | {:+.4f}'.format(floor[name, k], gap - floor[name, k])
                       if (name, k) in floor else '– | –')
-            lines.append('| {} | {} | {:.4f} ± {:.4f} | {:+.4f} | {} | {:+.4f} | {:.4g} | '
-                         '{:.1f} |'.format(k, len(nll), nll.mean(), nll.std(), gap, shares,
-                                           nll.mean() - gaussian, mse.mean(), sec.mean()))
+            lines.append('| {} | {} | {} | {:+.4f} | {} | {:+.4f} | {:.4g} | {:.1f} |'.format(
+                k, len(nll), mean_spread(nll, 'seed'), gap, shares, nll.mean() - gaussian,
+                mse.mean(), sec.mean()))
         k, mse = best_k(rows, name, args.mixtures), select(rows, name, 0, 'mse', 'mse')
         lines += [''] + (['Best K = {} (mean held-out NLL {:.4f}, gap {:+.4f} nats).'.format(
             k, select(rows, name, k).mean(), select(rows, name, k).mean() - bayes)]
             if k else [])
-        lines += ['Least-squares baseline (LeastSquares, same net): held-out MSE {:.4g} ± '
-                  '{:.2g} (target units squared), {} runs.'.format(
-                      mse.mean(), mse.std(), len(mse))] if len(mse) else []
+        lines += ['Least-squares baseline (LeastSquares, same net): held-out MSE in '
+                  'target units squared {}{}.'.format(
+                      mean_spread(mse, 'run', '{:.4g}'),
+                      ', {} runs'.format(len(mse)) if len(mse) > 1 else '')] if len(mse) else []
         lines += ['Failed, excluded from the means and the best K (rerun with '
                   '--retry-failed): `{}`: {}'.format(*f) for f in failed
                   if f[0].startswith(name + '-')] + ['']

@@ -180,8 +180,10 @@ def test_report_only_on_the_committed_results_says_once_what_is_not_redrawn(
 
 def test_one_seed_has_no_spread_to_show():
     """One seed printed "± 0.0000"."""
-    assert gap.mean_spread(np.array([-1.23456])) == '-1.2346 (one seed)'
-    assert gap.mean_spread(np.array([1.0, 2.0])) == '1.5000 ± 0.5000'
+    spread = gap.sweep_mixtures.mean_spread
+    assert spread(np.array([-1.23456]), 'seed') == '-1.2346 (one seed)'
+    assert spread(np.array([1.0, 2.0]), 'seed') == '1.5000 ± 0.5000'
+    assert spread(np.array([0.012345]), 'run', '{:.4g}') == '0.01235 (one run)'
 
 
 def test_the_committed_rungs_keep_their_runs(tmp_path):

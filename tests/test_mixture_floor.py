@@ -175,3 +175,13 @@ def test_forward_conditional_density_is_the_published_noise(name):
     edge[:, :-1] |= density[:, 1:] != density[:, :-1]
     np.testing.assert_allclose(got[~edge], density[~edge], rtol=1e-12, atol=1e-300)
     assert np.allclose(got.sum(1) * (x[1] - x[0]), 1, atol=2e-3)
+
+
+def test_floor_reports_progress_per_block_of_inputs():
+    calls = []
+    x = np.linspace(-0.5, 0.5, 37)
+    plain = datasets.mixture_floor_at('worldmodels', 2, x, iterations=50, block=16)
+    told = datasets.mixture_floor_at('worldmodels', 2, x, iterations=50, block=16,
+                                     progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(16, 37), (32, 37), (37, 37)]
+    np.testing.assert_array_equal(told[1], plain[1])

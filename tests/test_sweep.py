@@ -469,7 +469,9 @@ def test_progress_and_summary_count_only_this_grid(tmp_path, capsys):
     assert sweep.main(base + ['--report-only']) == 0
     summary = open(os.path.join(out, 'summary.md')).read()
     assert '| 1 | 1 |' in summary and '| 1 | 2 |' not in summary
-    assert '1 runs.' in summary
+    # One seed has no spread: no "± 0.0000", no "1 runs".
+    assert '(one seed) |' in summary and '(one run).' in summary
+    assert '± 0.0000' not in summary and '1 runs' not in summary
     assert '3/3' not in capsys.readouterr().err  # --report-only trains nothing
 
 

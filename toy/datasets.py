@@ -388,7 +388,7 @@ def gaussian_limit(name, direction='inverse', resolution=DEFAULT_RESOLUTION):
 
 
 def mixture_floor(name, k, direction='inverse', resolution=16, restarts=3,
-                  iterations=2000, seed=0):
+                  iterations=2000, seed=0, progress=None):
     """The lowest gap to the Bayes limit of any K-component Gaussian mixture.
 
     E_input[min_q KL(p(target | input) || q)] in nats per point, the minimum
@@ -425,7 +425,8 @@ def mixture_floor(name, k, direction='inverse', resolution=16, restarts=3,
     # tails: most of their grid) cannot move the average but cost as much.
     mass = w_x * problem.moments(x, resolution)[0]
     x, w_x = x[mass > 1e-12 * mass.sum()], w_x[mass > 1e-12 * mass.sum()]
-    p_x, kl = mixture_floor_at(name, k, x, resolution, restarts, iterations, seed)
+    p_x, kl = mixture_floor_at(name, k, x, resolution, restarts, iterations, seed,
+                               progress=progress)
     return float(np.sum(w_x * p_x * kl))
 
 
@@ -453,7 +454,7 @@ def _floor_nodes(problem, k, resolution, restarts, iterations, block=16, pieces=
 
 
 def mixture_floor_at(name, k, x, resolution=16, restarts=3, iterations=2000, seed=0,
-                     block=16):
+                     block=16, progress=None):
     """The inverse problem's K-mixture floor at each input: (p(x), KL), each
     (M,) for x (M,), where KL = min_q KL(p(target | x) || q) in nats over
     1-D mixtures q of k Gaussians (see `mixture_floor`, its average over
@@ -461,7 +462,9 @@ def mixture_floor_at(name, k, x, resolution=16, restarts=3, iterations=2000, see
     elsewhere p(target | x) is undefined and a ValueError says so. EM runs
     on `block` inputs at a time, on the
     latent nodes that carry weight for any of them: small blocks prune the
-    most (the Gaussian-noise problems' posteriors are narrow branches)."""
+    most (the Gaussian-noise problems' posteriors are narrow branches).
+    `progress`, if given, is called as progress(inputs done, M) after each
+    block: a floor at large K takes minutes."""
     problem = _problem(name, 'inverse')
     nodes = _floor_nodes(problem, k, resolution, restarts, iterations, block)
     x = _finite('the inputs x', x).ravel()
@@ -490,6 +493,8 @@ def mixture_floor_at(name, k, x, resolution=16, restarts=3, iterations=2000, see
         p_out[start:start + block] = p_x
         kl_out[start:start + block] = _mixture_kl(a, omega, log_p, k, restarts,
                                                   iterations, seed)
+        if progress is not None:
+            progress(min(start + block, x.size), x.size)
     return p_out, kl_out
 
 
