@@ -316,11 +316,11 @@ def floors(args):
     return found
 
 
-def mean_spread(values, unit, number='{:.4f}'):
+def mean_spread(values, unit, mean='{:.4f}', spread='{:.4f}'):
     """'mean ± std' of values; one value alone has no spread to show."""
     if len(values) == 1:
-        return (number + ' (one {})').format(values[0], unit)
-    return (number + ' ± ' + number).format(np.mean(values), np.std(values))
+        return (mean + ' (one {})').format(values[0], unit)
+    return (mean + ' ± ' + spread).format(np.mean(values), np.std(values))
 
 
 def _advance(bar, done, total):
@@ -362,7 +362,7 @@ def write_summary(args, rows, failed, floor):
             if k else [])
         lines += ['Least-squares baseline (LeastSquares, same net): held-out MSE in '
                   'target units squared {}{}.'.format(
-                      mean_spread(mse, 'run', '{:.4g}'),
+                      mean_spread(mse, 'run', '{:.4g}', '{:.2g}'),
                       ', {} runs'.format(len(mse)) if len(mse) > 1 else '')] if len(mse) else []
         lines += ['Failed, excluded from the means and the best K (rerun with '
                   '--retry-failed): `{}`: {}'.format(*f) for f in failed

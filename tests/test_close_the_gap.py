@@ -184,6 +184,7 @@ def test_one_seed_has_no_spread_to_show():
     assert spread(np.array([-1.23456]), 'seed') == '-1.2346 (one seed)'
     assert spread(np.array([1.0, 2.0]), 'seed') == '1.5000 ± 0.5000'
     assert spread(np.array([0.012345]), 'run', '{:.4g}') == '0.01235 (one run)'
+    assert spread(np.array([1.0, 1.5]), 'run', '{:.4g}', '{:.2g}') == '1.25 ± 0.25'
 
 
 def test_the_committed_rungs_keep_their_runs(tmp_path):
