@@ -45,7 +45,7 @@ ifneq ($(shell cat $(STAMP) 2>/dev/null),$(PYID))
 $(STAMP): FORCE
 endif
 
-$(STAMP): requirements.txt constraints.txt
+$(STAMP): requirements.txt constraints.txt pyproject.toml
 	@test -n "$(PYID)" || { echo "make: PYTHON=$(PYTHON) does not run; name a Python 3.11, 3.12 or 3.13 interpreter" >&2; exit 2; }
 	@test -n "$(NUMPY_SPEC)" || { echo "make: NUMPY=$(NUMPY): use NUMPY=2 (NumPy 2.x) or NUMPY=1 (NumPy 1.26)" >&2; exit 2; }
 	$(PYTHON) -m venv --clear $(VENV)
@@ -68,7 +68,7 @@ toy: setup
 	.venv/bin/python toy/mdn.py $(ARGS)
 
 benchmark: setup
-	.venv/bin/python experiments/benchmark.py $(ARGS)
+	.venv/bin/python -m experiments.benchmark $(ARGS)
 
 # Every combination found (tools/test_matrix.sh), or PYTHON's alone where it is given here.
 test:
@@ -86,4 +86,4 @@ test-venv: $(STAMP)
 # (the project's environment: the system python3 has no chainer).
 GPU_DRY_RUN := $(findstring --dry-run,$(ARGS))
 gpu-check: $(if $(GPU_DRY_RUN),setup)
-	$(if $(GPU_DRY_RUN),.venv/bin/python,$(PYTHON)) experiments/gpu_check.py $(if $(GPU_DRY_RUN),,--wheels .gpu-wheels) $(ARGS)
+	$(if $(GPU_DRY_RUN),.venv/bin/python,$(PYTHON)) tools/gpu_check.py $(if $(GPU_DRY_RUN),,--wheels .gpu-wheels) $(ARGS)

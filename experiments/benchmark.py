@@ -12,8 +12,8 @@ From one run, on one device:
 Times are medians over --repeats timed blocks after warm-up; the variants are
 interleaved block by block so that load from other processes hits them alike.
 
-    python experiments/benchmark.py                  # CPU, writes results/benchmark/
-    python experiments/benchmark.py --gpu 0 --batch-sizes 100 1000 100000 1048576
+    python -m experiments.benchmark                  # CPU, writes results/benchmark/
+    python -m experiments.benchmark --device 0 --batch-sizes 100 1000 100000 1048576
 
 BLAS runs one thread unless OMP_NUM_THREADS, OPENBLAS_NUM_THREADS or
 MKL_NUM_THREADS is set (see below); the table records the setting.
@@ -44,8 +44,12 @@ import chainer.links as L  # noqa: E402
 from chainer import training  # noqa: E402
 from chainer.training import extensions  # noqa: E402
 
+from experiments.published_seeds import published_nll  # noqa: E402
 from toy import cli, datasets, files, train  # noqa: E402
-from toy.mdn import MDN, heldout_nll, sample, versions  # noqa: E402
+from toy.cli import synchronize  # noqa: E402
+from toy.mdn import MDN, versions  # noqa: E402
+from toy.mixture import sample  # noqa: E402
+from toy.train_custom_loop import heldout_nll  # noqa: E402
 
 HIDDEN, K, BATCH, POINTS, EPOCHS = 256, 5, 100, 500, 2000
 
@@ -130,11 +134,6 @@ def fused_mdn(seed):
 # ---------------------------------------------------------------------------
 # Timing
 # ---------------------------------------------------------------------------
-
-def synchronize(device):
-    if device.xp is not np:
-        device.device.synchronize()
-
 
 def interleaved_medians(steps, device, repeats, block_seconds=0.2, warmup=3):
     """Median seconds per call of each no-argument function in `steps`.
@@ -244,16 +243,10 @@ def whole_runs(epochs, device, seed, runs):
                                 device=device, seed=seed, out=out, name='mdn')
                 synchronize(device)
                 times[name].append(time.perf_counter() - start)
-            nll[name] = heldout_test_nll(model, x_test, y_test, device)
+            # Both scored alike: the mixture's log-density in float64.
+            nll[name] = (published_nll(model, x_test, y_test) if name == 'a_published'
+                         else heldout_nll(model, x_test, y_test))
     return {name: summary(t) for name, t in times.items()}, nll
-
-
-def heldout_test_nll(model, x, y, device):
-    if isinstance(model, PublishedMDN):
-        with chainer.no_backprop_mode():
-            nll = model(device.send(x), device.send(y))
-        return float(nll.array) / len(x)
-    return heldout_nll(model, x, y)
 
 
 def sampling(device, seed, loop_rows, rows):
@@ -317,51 +310,47 @@ def ratio(a, c):
 
 def markdown(result):
     env = result['environment']
-    lines = ['# MDN speed: published script against this repository', '',
-             'Device: {} ({}, {} CPUs{}). {}.'.format(
-                 env['device'], env['cpu'], env['cpu_count'],
-                 ', GPU ' + env['gpu'] if 'gpu' in env else '',
-                 ', '.join('{} {}'.format(k, v)
-                           for k, v in sorted(env['versions'].items()))),
-             '',
-             'Medians over {} timed blocks after warm-up; the range is the '
-             'fastest and slowest block. Thread settings: {}.'.format(
-                 result['repeats'], env['threads'] or 'library defaults'), '',
-             '## Training step (forward, backward, Adam), ms per iteration', '',
-             '| batch | (a) published | (b) ours, nll_logspace '
-             '| (c) ours, nll_fused | (a)/(c) | (b)/(c) | (c) training points/s |',
-             '|---:|---:|---:|---:|---:|---:|---:|']
-    for batch, t in result['steps'].items():
-        lines.append('| {} | {} | {} | {} | {:.1f}x | {:.1f}x | {:,.0f} |'.format(
-            batch, *(milliseconds(t[k]) for k in
-                     ('a_published', 'b_logspace', 'c_fused')),
-            ratio(t['a_published'], t['c_fused']),
-            ratio(t['b_logspace'], t['c_fused']),
-            result['throughput'][batch]))
-    run = result['whole_run']
-    lines += ['', '## The whole published run: {} epochs of {} points, batch {}, '
-              'in a Chainer Trainer with its logging'.format(
-                  run['epochs'], POINTS, BATCH), '',
-              '| | seconds | held-out NLL (nats/point) |', '|---|---:|---:|',
-              '| (a) published (LogReport + PrintReport each epoch) | {:.1f} | {:.4f} |'
-              .format(run['seconds']['a_published']['median'],
-                      run['heldout_nll']['a_published']),
-              '| (c) ours, toy.train.train with nll_fused | {:.1f} | {:.4f} |'
-              .format(run['seconds']['c_fused']['median'],
-                      run['heldout_nll']['c_fused']),
-              '| (a)/(c) | {:.1f}x | |'.format(
-                  ratio(run['seconds']['a_published'], run['seconds']['c_fused']))]
-    s = result['sampling']
-    lines += ['', '## Sampling, one draw per input row', '',
-              '| | samples/s |', '|---|---:|',
-              '| published per-row loop ({} rows) | {:,.0f} |'.format(
-                  s['published_rows'], s['published_samples_per_second']),
-              '| toy.mdn.sample ({:,} rows) | {:,.0f} |'.format(
-                  s['ours_samples'], s['ours_samples_per_second']),
-              '| ratio | {:,.0f}x |'.format(
-                  s['ours_samples_per_second'] / s['published_samples_per_second']),
-              '', 'Command: `{}`'.format(result['command'])]
-    return '\n'.join(lines) + '\n'
+    run, s = result['whole_run'], result['sampling']
+    steps = [[batch, *(milliseconds(t[k]) for k in ('a_published', 'b_logspace',
+                                                    'c_fused')),
+              '{:.1f}x'.format(ratio(t['a_published'], t['c_fused'])),
+              '{:.1f}x'.format(ratio(t['b_logspace'], t['c_fused'])),
+              '{:,.0f}'.format(result['throughput'][batch])]
+             for batch, t in result['steps'].items()]
+    whole = [['(a) published (LogReport + PrintReport each epoch)',
+              '{:.1f}'.format(run['seconds']['a_published']['median']),
+              '{:.4f}'.format(run['heldout_nll']['a_published'])],
+             ['(c) ours, toy.train.train with nll_fused',
+              '{:.1f}'.format(run['seconds']['c_fused']['median']),
+              '{:.4f}'.format(run['heldout_nll']['c_fused'])],
+             ['(a)/(c)', '{:.1f}x'.format(ratio(run['seconds']['a_published'],
+                                                run['seconds']['c_fused'])), '']]
+    sampling = [['published per-row loop ({} rows)'.format(s['published_rows']),
+                 '{:,.0f}'.format(s['published_samples_per_second'])],
+                ['toy.mdn.sample ({:,} rows)'.format(s['ours_samples']),
+                 '{:,.0f}'.format(s['ours_samples_per_second'])],
+                ['ratio', '{:,.0f}x'.format(s['ours_samples_per_second']
+                                            / s['published_samples_per_second'])]]
+    return '\n'.join(
+        ['# MDN speed: published script against this repository', '',
+         'Device: {} ({}, {} CPUs{}). {}.'.format(
+             env['device'], env['cpu'], env['cpu_count'],
+             ', GPU ' + env['gpu'] if 'gpu' in env else '',
+             ', '.join('{} {}'.format(k, v) for k, v in sorted(env['versions'].items()))),
+         '',
+         'Medians over {} timed blocks after warm-up; the range is the '
+         'fastest and slowest block. Thread settings: {}.'.format(
+             result['repeats'], env['threads'] or 'library defaults'), '',
+         '## Training step (forward, backward, Adam), ms per iteration', '',
+         *files.markdown_table(
+             ['batch', '(a) published', '(b) ours, nll_logspace', '(c) ours, nll_fused',
+              '(a)/(c)', '(b)/(c)', '(c) training points/s'], steps, align='r' * 7),
+         '', '## The whole published run: {} epochs of {} points, batch {}, '
+         'in a Chainer Trainer with its logging'.format(run['epochs'], POINTS, BATCH), '',
+         *files.markdown_table(['', 'seconds', 'held-out NLL (nats/point)'], whole),
+         '', '## Sampling, one draw per input row', '',
+         *files.markdown_table(['', 'samples/s'], sampling),
+         '', 'Command: `{}`'.format(result['command'])]) + '\n'
 
 
 def milliseconds(t):
@@ -371,50 +360,43 @@ def milliseconds(t):
 
 def parse_args(argv=None):
     parser = cli.ArgumentParser(description=__doc__.split('\n')[0])
-    cli.add_device_arguments(parser)
+    cli.add_training_arguments(parser, epoch=EPOCHS, seed=0,
+                               out=os.path.join('results', 'benchmark'))
     parser.add_argument('--batch-sizes', type=cli.positive, nargs='+',
                         default=[BATCH, 1000, 10000, 100000],
-                        help='batch sizes of the step timings (default: 100 '
-                             '1000 10000 100000)')
+                        help='batch sizes of the step timings')
     parser.add_argument('--repeats', type=cli.positive, default=7,
-                        help='timed blocks per step timing (default: 7)')
-    parser.add_argument('--epochs', type=cli.positive, default=EPOCHS,
-                        help='epochs of the whole-run comparison (default: '
-                             '{}, the published run; fewer for quick tries)'
-                             .format(EPOCHS))
-    parser.add_argument('--runs', type=cli.positive, default=1,
-                        help='whole runs of each (default: 1)')
+                        help='timed blocks per step timing')
+    parser.add_argument('--whole-runs', type=cli.positive, default=1,
+                        help='timed whole runs of each, all with --seed; --epoch '
+                             'sets their length ({}, the published run; fewer for '
+                             'quick tries)'.format(EPOCHS))
     parser.add_argument('--loop-rows', type=cli.positive, default=300,
-                        help='rows for the published sampling loop (default: 300)')
+                        help='rows for the published sampling loop')
     parser.add_argument('--sample-rows', type=cli.positive, default=10 ** 6,
-                        help='rows for toy.mdn.sample (default: 1000000)')
-    parser.add_argument('--seed', type=cli.seed, default=0,
-                        help='seed of data and weights (default: 0)')
-    parser.add_argument('--out', '-o', default=os.path.join('results', 'benchmark'),
-                        help='output directory (default: results/benchmark)')
+                        help='rows for toy.mdn.sample')
     args = parser.parse_args(argv)
     # Checked before any timing: an --out that cannot be written would
     # otherwise lose every number at the very end.
-    cli.check_out(parser, args.out)
-    args.device = cli.get_device(parser, args.device)
-    cli.check_memory(parser, memory_needed(args), args.device,
-                     '--batch-sizes, --sample-rows or --loop-rows')
-    return args
+    return cli.check_resources(parser, args, memory_needed,
+                               '--batch-sizes, --sample-rows or --loop-rows')
 
 
 def memory_needed(args):
-    """Rough upper estimate of the bytes the largest timing takes at once: a
-    step at the largest batch (three models' activations), or the sampler
-    over --sample-rows (hidden layer, mixture arrays and its temporaries)."""
-    step = 3 * max(args.batch_sizes) * 2 * (HIDDEN + 8 * 3 * K)
-    sampling = max(args.sample_rows, args.loop_rows) * (HIDDEN + 8 * 3 * K)
-    return 4 * max(step, sampling)
+    """Rough upper estimate of the bytes the largest timing takes at once
+    (cli.training_bytes): a step at the largest batch, three models trained
+    side by side, or the sampler's forward pass over --sample-rows."""
+    head = MDN.head_size(K, 1)
+    batch = max(args.batch_sizes)
+    rows = max(args.sample_rows, args.loop_rows)
+    return max(3 * cli.training_bytes([HIDDEN], head, batch, batch),
+               cli.training_bytes([HIDDEN], head, rows, rows))
 
 
 def main(argv=None):
     args = parse_args(argv)
     device = args.device
-    result = {'command': ' '.join(['python', 'experiments/benchmark.py']
+    result = {'command': ' '.join(['python', '-m', 'experiments.benchmark']
                                   + (sys.argv[1:] if argv is None else list(argv))),
               'environment': environment(device), 'repeats': args.repeats,
               'steps': {}}
@@ -424,8 +406,8 @@ def main(argv=None):
         print('step, batch {}: {}'.format(batch, {
             k: '{:.3g} ms'.format(v['median'] * 1e3)
             for k, v in result['steps'][batch].items()}), flush=True)
-    seconds, nll = whole_runs(args.epochs, device, args.seed, args.runs)
-    result['whole_run'] = {'epochs': args.epochs, 'seconds': seconds,
+    seconds, nll = whole_runs(args.epoch, device, args.seed, args.whole_runs)
+    result['whole_run'] = {'epochs': args.epoch, 'seconds': seconds,
                            'heldout_nll': nll}
     result['sampling'] = sampling(device, args.seed, args.loop_rows,
                                   args.sample_rows)

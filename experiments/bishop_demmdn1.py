@@ -3,23 +3,22 @@
 Data (Bishop 1994; PRML section 5.6): t ~ U(0, 1), x = t + 0.3 sin(2 pi t)
 + U(-0.1, 0.1); the network predicts t from x, which has up to three
 solutions. As in demmdn1: 300 points, 5 tanh hidden units, 3 Gaussian
-components, and a least-squares MLP of the same size for comparison. Netlab
+components, and a net of the same size trained by least squares for
+comparison. Netlab
 trains by scaled conjugate gradients; here full-batch Adam with a decaying
 step, keeping the parameters with the lowest training NLL (demmdn1 has no
 validation set). Figures and metrics.json go to results/bishop/.
 """
-import json
 import os
 import sys
 
 import numpy as np
-from scipy.special import logsumexp
 from tqdm import tqdm
 
 import toy  # noqa: F401  (patches NumPy/Python for chainer before it is imported)
 import chainer
 
-from toy import cli, datasets, files, mdn, plots, train
+from toy import cli, datasets, files, mdn, mixture, nets, plots, train_custom_loop
 
 TEST_POINTS = 10000
 GRID = 400
@@ -27,34 +26,24 @@ GRID = 400
 
 def parse_args(argv=None):
     parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--points', type=cli.positive, default=300,
-                        help='training points (default: 300, as demmdn1)')
-    parser.add_argument('--hidden', type=cli.positive, default=5,
-                        help='tanh hidden units (default: 5)')
-    parser.add_argument('--mixtures', '-k', type=cli.positive, default=3,
-                        help='mixture components (default: 3)')
-    parser.add_argument('--epochs', '-e', type=cli.positive, default=3000,
-                        help='epochs of full-batch Adam, one step each '
-                             '(default: 3000)')
-    parser.add_argument('--seed', type=cli.seed, default=0,
-                        help='seed of data and weights (default: 0)')
-    parser.add_argument('--out', '-o', default=os.path.join('results', 'bishop'),
-                        help='output directory (default: results/bishop)')
-    cli.add_device_arguments(parser)
+    cli.add_training_arguments(parser, train_points=300, hidden=[5], k=3, epoch=3000,
+                               seed=0, out=os.path.join('results', 'bishop'))
     args = parser.parse_args(argv)
-    cli.check_out(parser, args.out)
-    args.device = cli.get_device(parser, args.device)
-    cli.check_memory(parser, memory_needed(args), args.device,
-                     '--hidden, --mixtures/-k or --points')
-    return args
+    args.hidden = nets.hidden_option(args.hidden)
+    return cli.check_resources(parser, args, memory_needed,
+                               '--hidden, -k or --train-points')
 
 
 def memory_needed(args):
-    """Rough upper estimate of a run's bytes: the largest activations of
-    full-batch training or the test points, and the density on the grid."""
-    rows = max(args.points, TEST_POINTS)
-    return 4 * (rows * 2 * (args.hidden + 8 * 3 * args.mixtures)
-                + 4 * GRID * GRID * args.mixtures)
+    """Rough upper estimate of a run's bytes: the MDN's and the least-squares
+    net's training (cli.training_bytes) over the most rows at once
+    (full-batch, the test points or the grid), and the density on the grid."""
+    widths = nets.hidden_widths(args.hidden)
+    rows = max(args.train_points, TEST_POINTS, GRID)
+    points = args.train_points + TEST_POINTS
+    return (cli.training_bytes(widths, mdn.MDN.head_size(args.k, 1), rows, points)
+            + cli.training_bytes(widths, 1, rows, points)
+            + 16 * GRID * GRID * args.k)
 
 
 def density_figure(x, t, x_grid, t_grid, learned, true, k):
@@ -76,41 +65,39 @@ def density_figure(x, t, x_grid, t_grid, learned, true, k):
 
 def main(argv=None):
     args = parse_args(argv)
-    os.makedirs(args.out, exist_ok=True)
     seeds = np.random.SeedSequence(args.seed).spawn(4)
-    x, t = datasets.bishop(args.points, np.random.default_rng(seeds[0]))
-    x_test, t_test = datasets.bishop(TEST_POINTS, np.random.default_rng(seeds[1]))
-
-    net = mdn.MDN(hidden=args.hidden, k=args.mixtures, activation='tanh',
+    net = mdn.MDN(hidden=args.hidden, k=args.k, activation='tanh',
                   rng=np.random.default_rng(seeds[2]))
-    mlp = mdn.LeastSquares(hidden=args.hidden, activation='tanh',
-                           rng=np.random.default_rng(seeds[3]))
+    least_squares = nets.LeastSquares(hidden=args.hidden, activation='tanh',
+                                      rng=np.random.default_rng(seeds[3]))
+    (x, t), (x_test, t_test) = datasets.train_test('bishop', seeds, args.train_points,
+                                                   TEST_POINTS)
     # On a terminal only, leaving no line behind: an error stays one line.
-    with tqdm(total=2 * args.epochs, desc='training the MDN, then the least-squares '
-              'MLP', unit='epoch', leave=False, disable=None, dynamic_ncols=True) as bar:
-        for model in (net, mlp):
-            train.fit(model, x, t, x, t, epochs=args.epochs, lr=0.03, lr_final=3e-4,
-                      eval_every=10, seed=args.seed, device=args.device,
-                      progress=bar.update)
+    with tqdm(total=2 * args.epoch, desc='training the MDN, then least squares',
+              unit='epoch', leave=False, disable=None, dynamic_ncols=True) as bar:
+        for model in (net, least_squares):
+            train_custom_loop.fit(model, x, t, x, t, epochs=args.epoch, lr=0.03,
+                                  lr_final=3e-4, eval_every=10, seed=args.seed,
+                                  device=args.device, progress=bar.update)
             model.to_device('@numpy')
 
     x_grid = np.linspace(-0.1, 1.1, GRID, dtype=np.float32)
     t_grid = np.linspace(-0.1, 1.1, GRID)
     logits, mu, ln_var = net.mixture(x_grid[:, None])
     with chainer.no_backprop_mode():
-        mlp_mean = mlp.forward(x_grid[:, None]).array[:, 0]
-    mode = mdn.most_probable_mean(logits, mu)[:, 0]
+        least_squares_mean = least_squares.forward(x_grid[:, None]).array[:, 0]
+    mode = mixture.most_probable_mean(logits, mu)[:, 0]
     bayes = datasets.bayes_limit('bishop')
 
     fig, axes = plots.subplots(1, 1, width=6.0, height=4.6)
     ax = axes[0][0]
     plots.scatter_data(ax, x, t, s=10, alpha=0.8)
-    ax.plot(x_grid, mlp_mean, 'b-', lw=2, label='MLP (least squares): mean')
+    ax.plot(x_grid, least_squares_mean, 'b-', lw=2, label='least squares: mean')
     ax.plot(x_grid, mode, 'r.', ms=3,
             label='MDN: centre of the most probable component')
     ax.set(xlabel='x (input)', ylabel='t (target)', xlim=(-0.1, 1.1),
            ylim=(-0.1, 1.1), title='demmdn1: {} points, {} tanh hidden units, '
-           'K = {}'.format(args.points, args.hidden, args.mixtures))
+           'K = {}'.format(args.train_points, args.hidden, args.k))
     ax.legend(loc='upper left', fontsize=8, markerscale=3)
     plots.save(fig, os.path.join(args.out, 'demmdn1-fits.png'))
 
@@ -121,34 +108,29 @@ def main(argv=None):
     # the components' colours.
     axes[0][2].cla()
     axes[0][2].set_prop_cycle(color=plots.component_colours(
-        mu[:, :, 0], logits - logsumexp(logits, axis=1, keepdims=True)))
+        mu[:, :, 0], mixture.log_weights(logits)))
     axes[0][2].plot(x_grid, np.exp(ln_var[:, :, 0]), lw=1.2)
     axes[0][2].set(xlabel='x (input)', ylabel=r'variance $\sigma_k^2(x)$, units of t²',
                    yscale='log', title=r'variances $\sigma_k^2$')
     plots.save(fig, os.path.join(args.out, 'demmdn1-mixture.png'))
 
     plots.save(density_figure(x, t, x_grid, t_grid,
-                              plots.mixture_density(logits, mu, ln_var, t_grid),
+                              mixture.density_on_grid(logits, mu, ln_var, t_grid),
                               datasets.conditional_density('bishop', 'inverse', x_grid,
-                                                           t_grid), args.mixtures),
+                                                           t_grid), args.k),
                os.path.join(args.out, 'demmdn1-density.png'))
 
-    nll = mdn.heldout_nll(net, x_test, t_test)
+    nll = train_custom_loop.heldout_nll(net, x_test, t_test)
     with chainer.no_backprop_mode():
-        mse = float(np.mean((mlp.forward(x_test).array - t_test) ** 2))
+        mse = float(np.mean((least_squares.forward(x_test).array - t_test) ** 2))
     metrics = {'mdn_test_nll': nll, 'bayes_limit': bayes, 'gap': nll - bayes,
                'gaussian_limit': datasets.gaussian_limit('bishop'),
-               'mlp_test_mse': mse, 'units': 'nats per point; t in [0, 1]',
-               'config': {k: v for k, v in vars(args).items()
-                          if k not in ('device', 'out')}}
-    files.write_json(os.path.join(args.out, 'demmdn1-metrics.json'), metrics)
-    print(json.dumps({k: round(metrics[k], 4) for k in
-                      ('mdn_test_nll', 'bayes_limit', 'gap', 'mlp_test_mse')}))
+               'least_squares_test_mse': mse, 'units': 'nats per point; t in [0, 1]',
+               'config': cli.recorded_options(args)}
+    files.write_metrics(os.path.join(args.out, 'demmdn1-metrics.json'), metrics,
+                        ('mdn_test_nll', 'bayes_limit', 'gap', 'least_squares_test_mse'))
     return 0
 
 
 if __name__ == '__main__':
-    try:
-        sys.exit(main())
-    except train.Diverged as e:
-        sys.exit('{}: error: {}'.format(os.path.basename(__file__), e))
+    sys.exit(cli.run_main(main))

@@ -14,7 +14,7 @@ and, beside each phase, the bytes it must at least move through memory and
 the rate that implies, so the table says which phases are bound by memory
 traffic and which by something else (launches, a poor kernel).
 
-    python experiments/profile_step.py --gpu 0 --batch-sizes 100000 1048576
+    python -m experiments.profile_step --device 0 --batch-sizes 100000 1048576
 """
 import os
 import statistics
@@ -27,15 +27,11 @@ import toy  # noqa: F401  (patches NumPy/Python for chainer before it is importe
 import chainer
 
 from toy import cli, datasets, files, loss
+from toy.cli import synchronize
 from toy.mdn import MDN
 
 HIDDEN, K = 256, 5
 PHASES = ('hidden', 'head', 'loss', 'backward', 'update')
-
-
-def synchronize(device):
-    if device.xp is not np:
-        device.device.synchronize()
 
 
 def phase_seconds(batch, device, steps, seed=0):
@@ -81,37 +77,33 @@ def minimum_bytes(batch):
 
 
 def markdown(result):
-    env = result['environment']
-    lines = ['# Where a training step goes: MDN hidden {}, K = {}, fused loss'
-             .format(HIDDEN, K), '',
-             'Device: {}. Medians over {} steps after warm-up, each phase timed '
-             'alone between synchronisations; "GB/s" is the least memory '
-             'traffic the phase needs divided by its time.'.format(
-                 env, result['steps']), '',
-             '| batch | ' + ' | '.join('{} ms (GB/s)'.format(p) for p in PHASES)
-             + ' | step ms | points/s |',
-             '|---:|' + '---:|' * (len(PHASES) + 2)]
+    rows = []
     for batch, seconds in result['phases'].items():
         need = minimum_bytes(int(batch))
-        cells = ['{:.3g} ({:.0f})'.format(seconds[p] * 1e3,
-                                          need[p] / seconds[p] / 1e9)
-                 for p in PHASES]
         step = sum(seconds.values())
-        lines.append('| {} | {} | {:.3g} | {:,.0f} |'.format(
-            batch, ' | '.join(cells), step * 1e3, int(batch) / step))
-    return '\n'.join(lines) + '\n'
+        rows.append([batch] + ['{:.3g} ({:.0f})'.format(seconds[p] * 1e3,
+                                                       need[p] / seconds[p] / 1e9)
+                               for p in PHASES]
+                    + ['{:.3g}'.format(step * 1e3), '{:,.0f}'.format(int(batch) / step)])
+    header = (['batch'] + ['{} ms (GB/s)'.format(p) for p in PHASES]
+              + ['step ms', 'points/s'])
+    return '\n'.join(
+        ['# Where a training step goes: MDN hidden {}, K = {}, fused loss'
+         .format(HIDDEN, K), '',
+         'Device: {}. Medians over {} steps after warm-up, each phase timed '
+         'alone between synchronisations; "GB/s" is the least memory '
+         'traffic the phase needs divided by its time.'.format(
+             result['environment'], result['steps']), '',
+         *files.markdown_table(header, rows, align='r' * len(header))]) + '\n'
 
 
 def main(argv=None):
     parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
-    cli.add_device_arguments(parser)
+    cli.add_training_arguments(parser, out=os.path.join('results', 'profile'))
     parser.add_argument('--batch-sizes', type=cli.positive, nargs='+',
-                        default=[100, 10000, 1048576],
-                        help='batch sizes (default: 100 10000 1048576)')
+                        default=[100, 10000, 1048576], help='batch sizes')
     parser.add_argument('--steps', type=cli.positive, default=10,
-                        help='timed steps per batch size (default: 10)')
-    parser.add_argument('--out', '-o', default=os.path.join('results', 'profile'),
-                        help='output directory (default: results/profile)')
+                        help='timed steps per batch size')
     args = parser.parse_args(argv)
     cli.check_out(parser, args.out)
     device = cli.get_device(parser, args.device)

@@ -40,31 +40,30 @@ TEST_POINTS = 10000
 IMPLEMENTATIONS = ('ours', 'published')
 #: The published script trains this many epochs, whatever it is told.
 PUBLISHED_EPOCHS = 2000
+#: How summary.md names the implementations.
+NAMES = {'ours': '`toy/mdn.py` (this repository)',
+         'published': 'published WorldModels `toy/mdn.py`'}
 FIELDS = ('implementation', 'seed', 'epoch', 'nll_test', 'dead_components', 'pi_max',
           'train_seconds')
 
 
 def parse_args(argv=None):
     parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--seeds', type=cli.positive, default=20,
-                        help='number of runs of each, seeds 0 .. N-1 (default: 20)')
+    cli.add_training_arguments(parser, runs=20, epoch=PUBLISHED_EPOCHS,
+                               out=os.path.join('results', 'published'))
     parser.add_argument('--published', metavar='FILE', default=None,
                         help="a copy of the published WorldModels toy/mdn.py "
                              "(README: 'The published toy'); without it only "
-                             'our runs are made (default: none)')
-    parser.add_argument('--epoch', '-e', type=cli.positive, default=2000,
-                        help='epochs of our runs; the published script always '
-                             'trains 2000 (default: 2000)')
+                             'our runs are made; it always trains {} epochs'
+                             .format(PUBLISHED_EPOCHS))
     parser.add_argument('--jobs', '-j', type=cli.positive, default=1,
-                        help='runs at once, one process each (default: 1)')
-    parser.add_argument('--out', '-o', default=os.path.join('results', 'published'),
-                        help='output directory (default: results/published)')
+                        help='runs at once, one process each')
     args = parser.parse_args(argv)
     if args.published is not None and not os.path.isfile(args.published):
         parser.error('--published {}: not a file; fetch the WorldModels '
                      'repository and give its toy/mdn.py'.format(args.published))
     cli.check_out(parser, args.out)
-    for seed in range(args.seeds):
+    for seed in range(args.runs):
         row = kept_row(args.out, 'ours', seed)
         if row is not None and row['epoch'] != args.epoch:
             parser.error('{} holds runs of --epoch {}, not {}: give another --out'
@@ -88,7 +87,8 @@ def kept_row(out, implementation, seed):
 
 def test_set(seed):
     """The held-out points of our run with this seed, used for both scripts."""
-    return mdn.run_data(np.random.SeedSequence(seed).spawn(4), 0, TEST_POINTS)[1]
+    return datasets.train_test('worldmodels', np.random.SeedSequence(seed).spawn(4), 0,
+                               TEST_POINTS)[1]
 
 
 def grid(x):
@@ -98,13 +98,11 @@ def grid(x):
 
 
 def run_ours(seed, epoch):
-    """`python toy/mdn.py --seed SEED` itself, scored by the metrics it writes:
-    what a user who reruns the published toy with that seed gets."""
+    """`python toy/mdn.py --seed SEED` itself (mdn.run), scored by its
+    metrics: what a user who reruns the published toy with that seed gets."""
     with tempfile.TemporaryDirectory() as out:
         with _quiet():
-            mdn.main(['--seed', str(seed), '--epoch', str(epoch), '--out', out])
-        with open(os.path.join(out, 'metrics.json')) as f:
-            metrics = json.load(f)
+            metrics = mdn.run(mdn.options(seed=seed, epoch=epoch, out=out))
     return {'nll_test': metrics['nll_test'],
             'dead_components': metrics['dead_components'],
             'pi_max': _weights(metrics['pi_max']),
@@ -139,18 +137,29 @@ def run_published(seed, path):
     x, _ = datasets.worldmodels(500, np.random.RandomState(seed))
     x_test, y_test = test_set(seed)
     model = made[0]
-
-    def log_pi_mu_ln_var(x):
-        with chainer.no_backprop_mode():
-            coef, mu, ln_var = model.fprop(x)
-        with np.errstate(divide='ignore'):
-            return np.log(coef.array[:, :, 0]), mu.array, ln_var.array
-
-    log_pi, mu, ln_var = log_pi_mu_ln_var(x_test)
-    pi_max = mixture.weight_range(log_pi_mu_ln_var(grid(x))[0])[1]
-    return {'nll_test': float(-mixture.log_density(log_pi, mu, ln_var, y_test).mean()),
+    pi_max = mixture.weight_range(published_mixture(model, grid(x))[0])[1]
+    return {'nll_test': published_nll(model, x_test, y_test),
             'dead_components': int((pi_max < mixture.DEAD).sum()),
             'pi_max': _weights(pi_max), 'train_seconds': round(seconds, 1)}
+
+
+def published_mixture(model, x):
+    """The mixture of a model with the published interface (`fprop(x)` ->
+    softmaxed weights, mu, ln_var, each (N, K, 1)) at x (N, 1): NumPy arrays
+    log_pi (N, K), mu and ln_var (N, K, 1)."""
+    to_cpu = chainer.backend.CpuDevice().send
+    with chainer.no_backprop_mode():
+        coef, mu, ln_var = model.fprop(model.device.send(x))
+    with np.errstate(divide='ignore'):      # a weight of 0: log pi = -inf, as meant
+        return (np.log(to_cpu(coef.array)[:, :, 0]), to_cpu(mu.array),
+                to_cpu(ln_var.array))
+
+
+def published_nll(model, x, y):
+    """Held-out NLL of x, y (N, 1) under a model with the published interface,
+    nats per point: mixture.log_density, as every model here is scored (its
+    own loss sums densities in float32)."""
+    return float(-mixture.log_density(*published_mixture(model, x), y).mean())
 
 
 @contextlib.contextmanager
@@ -206,17 +215,16 @@ def write_summary(path, table, bayes, gaussian, machine, jobs):
              'Machine: {}, {} run(s) at a time (the training times are those of the '
              'run that wrote each row).'.format(bayes, gaussian, mixture.DEAD, machine,
                                                  jobs), '',
-             '| script | runs | median | quartiles | best | worst | collapsed | '
-             'with a dead component | median training time |',
-             '|---|---:|---:|---|---:|---:|---:|---:|---:|']
-    names = {'ours': '`toy/mdn.py` (this repository)',
-             'published': 'published WorldModels `toy/mdn.py`'}
-    for r in table:
-        lines.append('| {} | {} | {:.3f} | {:.3f} to {:.3f} | {:.3f} | {:.3f} | '
-                     '{} of {} | {} of {} | {:.0f} s |'.format(
-                         names[r['implementation']], r['runs'], r['median'], r['q1'],
-                         r['q3'], r['best'], r['worst'], r['collapsed'], r['runs'],
-                         r['dead'], r['runs'], r['seconds']))
+             *files.markdown_table(
+                 ['script', 'runs', 'median', 'quartiles', 'best', 'worst', 'collapsed',
+                  'with a dead component', 'median training time'],
+                 [[NAMES[r['implementation']], r['runs'], '{:.3f}'.format(r['median']),
+                   '{:.3f} to {:.3f}'.format(r['q1'], r['q3']),
+                   '{:.3f}'.format(r['best']), '{:.3f}'.format(r['worst']),
+                   '{} of {}'.format(r['collapsed'], r['runs']),
+                   '{} of {}'.format(r['dead'], r['runs']),
+                   '{:.0f} s'.format(r['seconds'])] for r in table],
+                 align='lrrlrrrrr')]
     with files.atomic_write(path) as f:
         f.write('\n'.join(lines) + '\n')
 
@@ -257,10 +265,10 @@ def draw(path, rows, bayes, gaussian):
 def main(argv=None):
     args = parse_args(argv)
     os.makedirs(os.path.join(args.out, 'runs'), exist_ok=True)
-    tasks = [('ours', seed, args.epoch) for seed in range(args.seeds)]
+    tasks = [('ours', seed, args.epoch) for seed in range(args.runs)]
     if args.published:
         tasks += [('published', seed, os.path.abspath(args.published))
-                  for seed in range(args.seeds)]
+                  for seed in range(args.runs)]
 
     todo = [t for t in tasks if kept_row(args.out, *t[:2]) is None]
     context = multiprocessing.get_context('spawn')

@@ -2,7 +2,7 @@
 
 Input: the end effector's position x (2-D); target: the joint angles theta
 (D = 2). Each x is reached by two configurations, elbow up and elbow down
-(`toy.datasets.RobotArm`: L1 = 0.8, L2 = 0.2, theta1 in (0.3, 1.2), theta2
+(`toy.robot_arm.RobotArm`: L1 = 0.8, L2 = 0.2, theta1 in (0.3, 1.2), theta2
 in (pi/2, 3 pi/2), noise of 0.01 on x). Four models, trained alike (same
 network, data, optimiser and steps; the parameters of best validation NLL or
 MSE kept):
@@ -26,13 +26,15 @@ import os
 import sys
 import time
 
+import matplotlib.colors
 import numpy as np
 from tqdm import tqdm
 
 import toy  # noqa: F401  (patches NumPy/Python for chainer before it is imported)
 import chainer
 
-from toy import cli, datasets, files, mdn, plots, train
+from toy import (cli, files, heads, mdn, mixture, nets, plots, preprocess,
+                 robot_arm, train_custom_loop)
 
 MODELS = ('least_squares', 'per_dimension', 'joint_diag', 'joint_full')
 TITLES = {'least_squares': 'least squares',
@@ -41,6 +43,9 @@ TITLES = {'least_squares': 'least squares',
           'joint_full': 'joint mixture, full covariance'}
 COLOURS = {'least_squares': 'tab:blue', 'per_dimension': 'tab:orange',
            'joint_diag': 'tab:red', 'joint_full': 'tab:green'}
+#: The mixture density networks' classes.
+HEADS = {'per_dimension': heads.PerDimensionMDN, 'joint_diag': mdn.MDN,
+         'joint_full': heads.FullCovarianceMDN}
 #: Axis labels: positions in units of the arm's length L1 + L2 = 1, angles in radians.
 X1, X2 = (r'$x_{}$ (units of $L_1 + L_2$)'.format(i) for i in (1, 2))
 THETA1, THETA2 = (r'$\theta_{}$ (rad)'.format(i) for i in (1, 2))
@@ -56,48 +61,26 @@ QUADRATURE_NODE_BYTES = 80
 
 def make_parser():
     parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
-    cli.add_device_arguments(parser)
+    cli.add_training_arguments(
+        parser, epoch=100, batchsize=250, lr=0.01, lr_final=1e-4, hidden=[64], k=5,
+        train_points=20000, val_points=5000, test_points=10000, seed=0,
+        out=os.path.join('results', 'robot_arm'))
     parser.add_argument('--covariance', nargs='+', choices=('diag', 'full'),
                         default=['diag', 'full'],
-                        help='covariance(s) of the joint mixture to train '
-                             '(default: diag full)')
-    parser.add_argument('--points', type=cli.positive, default=20000,
-                        help='training points (default: 20000)')
-    parser.add_argument('--val-points', type=cli.positive, default=5000,
-                        help='validation points, for model selection (default: 5000)')
-    parser.add_argument('--test-points', type=cli.positive, default=10000,
-                        help='test points (default: 10000)')
+                        help='covariance(s) of the joint mixture to train')
     parser.add_argument('--noise', type=cli.positive_float, default=0.01,
-                        help='standard deviation of the noise on x, at most {} '
-                             '(default: 0.01)'.format(NOISE_MAX))
-    parser.add_argument('--mixtures', '-k', type=cli.positive, default=5,
-                        help='components K, per dimension for the '
-                             'per-dimension mixture (default: 5)')
-    parser.add_argument('--hidden', type=cli.positive, default=64,
-                        help='tanh hidden units (default: 64)')
-    parser.add_argument('--epochs', type=cli.positive, default=100,
-                        help='training epochs (default: 100)')
-    parser.add_argument('--batchsize', '-b', type=cli.positive, default=250,
-                        help='minibatch size (default: 250)')
-    parser.add_argument('--lr', type=cli.positive_float, default=0.01,
-                        help='initial Adam step size (default: 0.01)')
-    parser.add_argument('--lr-final', type=cli.positive_float, default=1e-4,
-                        help='final step size, reached by geometric decay '
-                             '(default: 1e-4)')
+                        help='standard deviation of the noise on x, at most {}'
+                             .format(NOISE_MAX))
     parser.add_argument('--grid', type=cli.at_least(8), default=160,
-                        help='cells per side of the error maps (default: 160)')
-    parser.add_argument('--seed', type=cli.seed, default=0,
-                        help='seed of data, weights and shuffling (default: 0)')
-    parser.add_argument('--out', '-o', default=os.path.join('results', 'robot_arm'),
-                        help='output directory (default: results/robot_arm)')
+                        help='cells per side of the error maps')
     return parser
 
 
 def check_args(parser, args):
-    if args.batchsize > args.points:
+    if args.batchsize > args.train_points:
         parser.error('--batchsize {} is larger than the {} training points: use '
-                     'at most --batchsize {}'.format(args.batchsize, args.points,
-                                                     args.points))
+                     'at most --batchsize {}'.format(args.batchsize, args.train_points,
+                                                     args.train_points))
     if args.lr_final > args.lr:
         parser.error('--lr-final {} is larger than --lr {}: the step size decays'
                      .format(args.lr_final, args.lr))
@@ -105,31 +88,32 @@ def check_args(parser, args):
         parser.error('--noise {} is larger than {}, where the quadrature of the Bayes '
                      'limit holds: use --noise {} or less'.format(args.noise, NOISE_MAX,
                                                                   NOISE_MAX))
-    cli.check_out(parser, args.out)
     args.covariance = sorted(set(args.covariance))
-    args.device = cli.get_device(parser, args.device)
-    cli.check_memory(parser, memory_needed(args), args.device,
-                     '--points, --val-points, --test-points, --hidden, '
-                     '--mixtures/-k or --grid, or a larger --noise')
-    return args
+    args.hidden = nets.hidden_option(args.hidden)
+    return cli.check_resources(parser, args, memory_needed,
+                               '--train-points, --val-points, --test-points, '
+                               '--batchsize, --hidden, -k or --grid, or a larger --noise')
 
 
 def quadrature_nodes(noise):
     """Nodes of the Bayes limit's quadrature at this noise (as
     RobotArm.entropy_x lays them: 4 x 4 per noise-wide piece of its polar
     box); they grow as 1 / noise^2."""
-    rho_lo, rho_hi, alpha_lo, alpha_hi = datasets.RobotArm(noise).support()
+    rho_lo, rho_hi, alpha_lo, alpha_hi = robot_arm.RobotArm(noise).support()
     return 16 * math.ceil((rho_hi - rho_lo) / noise) * math.ceil(
         (alpha_hi - alpha_lo) * rho_hi / noise)
 
 
 def memory_needed(args):
-    """Rough upper estimate of a run's bytes: the data and their copies
-    (float64), the activations of an evaluation batch (at most 65,536 rows),
-    the error-map grid, and the Bayes limit's quadrature."""
-    rows = args.points + args.val_points + args.test_points
-    head = 6 * args.mixtures  # the largest head: 2 x 3K or K (1 + 2D + 1)
-    return (8 * 16 * rows + 4 * 8 * min(rows, 65536) * (args.hidden + head)
+    """Rough upper estimate of a run's bytes: the training of the model with
+    the largest head (cli.training_bytes) over the most rows at once (a batch,
+    the validation or test set, or the error-map grid), the grid, and the
+    Bayes limit's quadrature."""
+    head = max(cls.head_size(args.k, 2) for cls in HEADS.values())
+    rows = max(args.batchsize, args.val_points, args.test_points, args.grid ** 2)
+    points = args.train_points + args.val_points + args.test_points
+    return (cli.training_bytes(nets.hidden_widths(args.hidden), head, rows, points,
+                               in_dim=2, out_dim=2)
             + 8 * 16 * args.grid ** 2
             + QUADRATURE_NODE_BYTES * quadrature_nodes(args.noise))
 
@@ -138,18 +122,17 @@ def build(name, args, rng):
     common = dict(in_dim=2, out_dim=2, hidden=args.hidden, activation='tanh',
                   rng=rng)
     if name == 'least_squares':
-        return mdn.LeastSquares(**common)
-    cls = {'per_dimension': mdn.PerDimensionMDN, 'joint_diag': mdn.MDN,
-           'joint_full': mdn.FullCovarianceMDN}[name]
-    return cls(k=args.mixtures, **common)
+        return nets.LeastSquares(**common)
+    return HEADS[name](k=args.k, **common)
 
 
 def train_model(model, data, args, seed, progress=None):
     """The lean loop (best validation kept), alike for every model."""
-    return train.fit(model, data['x'], data['theta'], data['x_val'],
-                     data['theta_val'], epochs=args.epochs,
-                     batchsize=args.batchsize, lr=args.lr, lr_final=args.lr_final,
-                     eval_every=1, seed=seed, device=args.device, progress=progress)
+    return train_custom_loop.fit(model, data['x'], data['theta'], data['x_val'],
+                                 data['theta_val'], epochs=args.epoch,
+                                 batchsize=args.batchsize, lr=args.lr,
+                                 lr_final=args.lr_final, eval_every=1, seed=seed,
+                                 device=args.device, progress=progress)
 
 
 def to_cpu(a):
@@ -174,7 +157,8 @@ def model_metrics(name, model, arm, scaler, x, theta, bayes):
     theta_mode = predict(name, model, scaler, x, 'mode')
     theta_mean = (theta_mode if name == 'least_squares'
                   else predict(name, model, scaler, x, 'mean'))
-    nll = None if name == 'least_squares' else heldout_nll(model, scaler, x, theta)
+    nll = (None if name == 'least_squares'
+           else train_custom_loop.heldout_nll(model, x, theta, scaler))
     two_valued, mixed = branch_mixing(arm, x, theta_mode)
     return {'nll': nll, 'gap': None if nll is None else nll - bayes,
             'rms_mode': rms(hand_error(arm, theta_mode, x)),
@@ -182,12 +166,6 @@ def model_metrics(name, model, arm, scaler, x, theta, bayes):
             'rms_theta_nearest_solution': rms(angle_error(arm, theta_mode, x)),
             'branches_mixed': float(mixed.sum() / max(1, two_valued.sum()))
             }, two_valued, mixed
-
-
-def heldout_nll(model, scaler, x, theta):
-    """Mean NLL of theta | x in nats per point, angles in radians."""
-    return train.evaluate(model, scaler.inputs(x), scaler.targets(theta)) \
-        + scaler.log_jacobian
 
 
 def branch_mixing(arm, x, theta_hat):
@@ -238,6 +216,29 @@ def angle_error(arm, theta_hat, x):
 
 def rms(e):
     return float(np.sqrt(np.mean(np.square(e))))
+
+
+def draw_arms(ax, arm, theta, color, alpha=1.0, lw=1.8, label=None):
+    """Two-link arm configurations theta (M, 2) as shoulder-elbow-hand polylines.
+
+    `arm` is a `robot_arm.RobotArm`; the hand (end effector) gets a dot.
+    """
+    theta = np.atleast_2d(theta)
+    elbows, hands = arm.elbow(theta), arm.forward_kinematics(theta)
+    for elbow, hand in zip(elbows, hands):
+        ax.plot([0, elbow[0], hand[0]], [0, elbow[1], hand[1]], '-', color=color,
+                alpha=alpha, lw=lw, label=label, solid_capstyle='round')
+        ax.plot(hand[0], hand[1], 'o', color=color, ms=3.5, alpha=alpha)
+        label = None
+
+
+def error_map(ax, x1, x2, error, title, vmin, vmax):
+    """An error (len(x2), len(x1)) over a grid of positions, log colour scale;
+    NaN (unreachable) cells stay blank."""
+    image = ax.pcolormesh(x1, x2, error, shading='auto', cmap='magma_r',
+                          norm=matplotlib.colors.LogNorm(vmin=vmin, vmax=vmax))
+    ax.set(aspect='equal', title=title, xlabel='$x_1$', ylabel='$x_2$')
+    return image
 
 
 def figures(out, arm, data, models, scaler, names, grid_cells, per_dim_mixed):
@@ -301,9 +302,9 @@ def workspace_figure(arm, x, theta, show):
     ax = axes[0][2]
     for i, target in enumerate(MIDDLE):
         branches = arm.inverse_kinematics(target[None])[:, 0]
-        plots.draw_arms(ax, arm, branches[:1], 'tab:purple',
+        draw_arms(ax, arm, branches[:1], 'tab:purple',
                         label=None if i else 'elbow up')
-        plots.draw_arms(ax, arm, branches[1:], 'tab:olive',
+        draw_arms(ax, arm, branches[1:], 'tab:olive',
                         label=None if i else 'elbow down')
     mark_targets(ax, MIDDLE)
     ax.set(aspect='equal', xlim=(-0.1, 1.0), ylim=(-0.05, 1.05),
@@ -318,21 +319,20 @@ def arms_figure(arm, models, scaler, names, shown, paired):
     pairs the branches."""
     fig, axes = plots.subplots(1, len(names), width=3.6, height=3.9)
     for ax, name in zip(axes[0], names):
-        plots.draw_arms(ax, arm, predict(name, models[name], scaler, shown),
+        draw_arms(ax, arm, predict(name, models[name], scaler, shown),
                         COLOURS[name], label='predicted arm')
         if name not in ('least_squares', 'per_dimension'):
             # Every component of a joint mixture, faded by its weight (a
             # per-dimension mixture has no joint components).
             model = models[name]
             logits, mu = model.mixture(model.xp.asarray(scaler.inputs(shown)))[:2]
-            logits, mu = to_cpu(logits), scaler.untarget(to_cpu(mu))
-            pi = np.exp(logits - logits.max(1, keepdims=True))
-            pi /= pi.sum(1, keepdims=True)
+            pi = np.exp(mixture.log_weights(to_cpu(logits)))
+            mu = scaler.untarget(to_cpu(mu))
             label = 'a component (faded by weight)'
             for i in range(len(shown)):
                 for k in range(pi.shape[1]):
                     if pi[i, k] > 0.02:
-                        plots.draw_arms(ax, arm, mu[i, k], 'k', alpha=0.6 * pi[i, k],
+                        draw_arms(ax, arm, mu[i, k], 'k', alpha=0.6 * pi[i, k],
                                         lw=1, label=label)
                         label = None
         mark_targets(ax, shown)
@@ -377,7 +377,7 @@ def error_maps(path, arm, models, scaler, names, grid_cells):
         error = np.full(len(grid), np.nan)
         error[ok] = hand_error(arm, predict(name, models[name], scaler, grid[ok]),
                                grid[ok])
-        image = plots.error_map(ax, x1, x2, error.reshape(len(x2), len(x1)),
+        image = error_map(ax, x1, x2, error.reshape(len(x2), len(x1)),
                                 TITLES[name], 1e-3, 0.3)
         ax.set(xlabel=X1, ylabel=X2)
     fig.colorbar(image, ax=axes[0].tolist(),
@@ -388,33 +388,34 @@ def error_maps(path, arm, models, scaler, names, grid_cells):
 
 
 def markdown(metrics):
-    rows = ['| model | held-out NLL | gap to Bayes limit | end-effector RMS, mode | '
-            'end-effector RMS, mean | branches mixed | train s |',
-            '| --- | ---: | ---: | ---: | ---: | ---: | ---: |']
+    rows = []
     for name, m in metrics['models'].items():
-        nll = '—' if m['nll'] is None else '{:.3f}'.format(m['nll'])
-        gap = '—' if m['nll'] is None else '{:+.3f}'.format(m['gap'])
-        rows.append('| {} | {} | {} | {:.4f} | {:.4f} | {:.1%} | {:.0f} |'.format(
-            TITLES[name], nll, gap, m['rms_mode'], m['rms_mean'],
-            m['branches_mixed'], m['train_seconds']))
+        rows.append([TITLES[name],
+                     '—' if m['nll'] is None else '{:.3f}'.format(m['nll']),
+                     '—' if m['nll'] is None else '{:+.3f}'.format(m['gap']),
+                     '{:.4f}'.format(m['rms_mode']), '{:.4f}'.format(m['rms_mean']),
+                     '{:.1%}'.format(m['branches_mixed']),
+                     '{:.0f}'.format(m['train_seconds'])])
     ref = metrics['reference']
-    rows.append('| exact inverse kinematics (reference) | — | — | {:.4f} | — | — | — |'
-                .format(ref['rms_exact_ik']))
+    rows.append(['exact inverse kinematics (reference)', '—', '—',
+                 '{:.4f}'.format(ref['rms_exact_ik']), '—', '—', '—'])
     lines = ['Bayes limit H(θ\\|x) = {:.4f} nats (quadrature); mean of −log p(θ\\|x) '
              'over this test set = {:.4f} ± {:.4f}.'.format(
                  metrics['bayes_limit'], ref['test_set_bayes_nll'],
-                 ref['test_set_bayes_nll_se']), '', *rows, '']
+                 ref['test_set_bayes_nll_se']), '',
+             *files.markdown_table(
+                 ['model', 'held-out NLL', 'gap to Bayes limit',
+                  'end-effector RMS, mode', 'end-effector RMS, mean', 'branches mixed',
+                  'train s'], rows), '']
     corr = metrics['by_correlation']
     lines += ['Held-out NLL by ρ, the within-branch posterior correlation '
               '\\|corr(θ1, θ2)\\| at the true angles (1 on the rim):', '',
-              '| subset | points | Bayes, −log p(θ\\|x) | ' + ' | '.join(
-                  TITLES[n] for n in corr['nll']) + ' |',
-              '| --- | ---: | ---: |' + ' ---: |' * len(corr['nll'])]
-    for i, label in enumerate(corr['subsets']):
-        lines.append('| {} | {} | {:.3f} | '.format(label, corr['points'][i],
-                                                     corr['bayes'][i])
-                     + ' | '.join('{:.3f}'.format(corr['nll'][n][i])
-                                  for n in corr['nll']) + ' |')
+              *files.markdown_table(
+                  ['subset', 'points', 'Bayes, −log p(θ\\|x)']
+                  + [TITLES[n] for n in corr['nll']],
+                  [[label, corr['points'][i], '{:.3f}'.format(corr['bayes'][i])]
+                   + ['{:.3f}'.format(corr['nll'][n][i]) for n in corr['nll']]
+                   for i, label in enumerate(corr['subsets'])])]
     return '\n'.join(lines) + '\n'
 
 
@@ -422,13 +423,13 @@ def main(argv=None):
     parser = make_parser()
     args = check_args(parser, parser.parse_args(argv))
     start = time.time()
-    arm = datasets.RobotArm(args.noise)
+    arm = robot_arm.RobotArm(args.noise)
     seeds = np.random.SeedSequence(args.seed).spawn(4 + len(MODELS))
     data = {}
-    for key, n, seed in (('', args.points, seeds[0]), ('_val', args.val_points, seeds[1]),
+    for key, n, seed in (('', args.train_points, seeds[0]), ('_val', args.val_points, seeds[1]),
                          ('_test', args.test_points, seeds[2])):
         data['theta' + key], data['x' + key] = arm.sample(n, np.random.default_rng(seed))
-    scaler = train.Standardizer(data['x'], data['theta'])
+    scaler = preprocess.Standardizer(data['x'], data['theta'])
     scaled = {'x': scaler.inputs(data['x']), 'theta': scaler.targets(data['theta']),
               'x_val': scaler.inputs(data['x_val']),
               'theta_val': scaler.targets(data['theta_val'])}
@@ -447,7 +448,7 @@ def main(argv=None):
                'points': [int(s[1].sum()) for s in subsets],
                'bayes': [float(exact[s[1]].mean()) for s in subsets], 'nll': {}}
     # On a terminal only, leaving no line behind: an error stays one line.
-    bar = tqdm(total=len(names) * args.epochs, desc='training', unit='epoch',
+    bar = tqdm(total=len(names) * args.epoch, desc='training', unit='epoch',
                leave=False, disable=None, dynamic_ncols=True)
     for i, name in enumerate(names):
         bar.set_postfix_str(name)
@@ -457,7 +458,7 @@ def main(argv=None):
             with np.errstate(over='ignore', invalid='ignore'):
                 history = train_model(model, scaled, args, seed=args.seed + i,
                                       progress=bar.update)
-        except train.Diverged as e:
+        except train_custom_loop.Diverged as e:
             bar.close()
             # Before anything is written: --out keeps what it held.
             parser.error('{} (--lr {}): {}'.format(TITLES[name], args.lr, e))
@@ -465,8 +466,9 @@ def main(argv=None):
         found, two_valued, mixed[name] = model_metrics(name, model, arm, scaler, x,
                                                        theta, bayes)
         if found['nll'] is not None:
-            by_corr['nll'][name] = [heldout_nll(model, scaler, x[s], theta[s])
-                                    for _, s in subsets]
+            by_corr['nll'][name] = [
+                train_custom_loop.heldout_nll(model, x[s], theta[s], scaler)
+                for _, s in subsets]
         metrics[name] = dict(found, best_val_loss=history['best_val_loss'],
                              best_epoch=history['best_epoch'],
                              train_seconds=round(history['seconds'], 2))
@@ -488,7 +490,7 @@ def main(argv=None):
                       'rms_exact_ik': rms(best_branch),
                       'two_valued_fraction': float(two_valued.mean())},
         'models': metrics, 'by_correlation': by_corr,
-        'config': {k: v for k, v in vars(args).items() if k not in ('device', 'out')},
+        'config': cli.recorded_options(args),
         'device': str(args.device), 'versions': mdn.versions(),
     }
     os.makedirs(args.out, exist_ok=True)

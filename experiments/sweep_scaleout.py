@@ -9,9 +9,8 @@ into OUT/scaleout.md (and .json). It takes about 12 minutes and says which
 of the six measurements it is at; the server stops with it, also when it is
 interrupted (Ctrl-C) or terminated (SIGTERM).
 
-    python experiments/sweep_scaleout.py            # results/sweep/scaleout.md
+    python -m experiments.sweep_scaleout            # results/sweep/scaleout.md
 """
-import argparse
 import os
 import platform
 import signal
@@ -20,25 +19,20 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, 'tests'))
-import pg_server  # noqa: E402  (the tests' throwaway server)
-from toy import cli, files  # noqa: E402
+from toy import cli, files
+from tools import pg_server
 
-SCRIPT = os.path.join(ROOT, 'experiments', 'sweep_mixtures.py')
 #: (label, PostgreSQL database name or None, commands at once, --jobs each)
 MODES = [('1 worker, SQLite', None, 1, 1),
          ('2 worker processes, SQLite (--jobs 2)', None, 1, 2),
          ('2 workers, PostgreSQL (two commands, --jobs 1 each)', 'scaleout', 2, 1)]
-SUBSET = ['--dataset', 'bishop', '--mixtures', '1', '4', '--seeds', '2', '--no-figures']
+SUBSET = ['--dataset', 'bishop', '-k', '1', '4', '--runs', '2', '--no-figures']
 
 
 def parse_args(argv=None):
-    p = cli.ArgumentParser(description=__doc__,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.ArgumentParser(description=__doc__)
     p.add_argument('--out', '-o', default=os.path.join('results', 'sweep'),
-                   help='folder of scaleout.md and scaleout.json (default: '
-                        '%(default)s)')
+                   help='folder of scaleout.md and scaleout.json')
     args = p.parse_args(argv)
     cli.check_out(p, args.out)
     return args
@@ -57,7 +51,7 @@ def timed(commands):
     procs = []
     try:
         for c in commands:
-            procs.append(subprocess.Popen(c, cwd=ROOT, stdout=subprocess.DEVNULL,
+            procs.append(subprocess.Popen(c, stdout=subprocess.DEVNULL,
                                           stderr=subprocess.PIPE, text=True))
         for proc in procs:
             _, err = proc.communicate()
@@ -81,7 +75,7 @@ def timed(commands):
 def main(argv=None):
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, terminated)
-    base = [sys.executable, SCRIPT] + SUBSET
+    base = [sys.executable, '-m', 'experiments.sweep_mixtures'] + SUBSET
     times, loads = {}, []
     try:
         server = pg_server.Server()

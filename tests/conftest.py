@@ -15,13 +15,13 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope='session')
 def postgres():
-    """A throwaway PostgreSQL server (tests/pg_server.py) for the session.
+    """A throwaway PostgreSQL server (tools/pg_server.py) for the session.
 
     Skipped, with the reason, where none can be started; under CI (CI set)
     that fails instead: CI must run these tests.
     """
     import os
-    import pg_server
+    from tools import pg_server
     try:
         server = pg_server.started()
     except pg_server.Unavailable as e:

@@ -14,7 +14,7 @@ import toy  # noqa: F401
 from chainer.backends import cuda
 
 SCRIPT = os.path.join(os.path.dirname(__file__), os.pardir, 'toy', 'mdn.py')
-SMALL = ['--points', '200', '--test-points', '500', '--hidden', '16',
+SMALL = ['--train-points', '200', '--test-points', '500', '--hidden', '16',
          '--batchsize', '50']
 
 
@@ -26,13 +26,13 @@ def run(*args, cwd=None):
 def test_help():
     result = run('--help')
     assert result.returncode == 0
-    for option in ('--device', '--gpu', '--epoch', '--batchsize', '--mixtures',
+    for option in ('--device', '--gpu', '--epoch', '--batchsize', '-k',
                    '--hidden', '--activation', '--seed', '--out', '--resume'):
         assert option in result.stdout
 
 
 BAD = {
-    'k0': (['-k', '0'], '--mixtures/-k: 0 is not >= 1'),
+    'k0': (['-k', '0'], '-k/--mixtures: 0 is not >= 1'),
     'hidden0': (['--hidden', '0'], '--hidden: 0 is not >= 1'),
     'batch': (['--batchsize', '501'], '--batchsize 501 is larger than the 500'),
     'device': (['--device', 'tpu'], "unknown device 'tpu'"),
@@ -111,7 +111,7 @@ def test_outputs_and_resume_replays_the_uninterrupted_run(tmp_path):
 from toy import mdn, train  # noqa: E402
 from test_files import claim_size, npy_bytes  # noqa: E402
 
-TINY = ['--points', '40', '--test-points', '50', '--hidden', '4', '--batchsize', '20']
+TINY = ['--train-points', '40', '--test-points', '50', '--hidden', '4', '--batchsize', '20']
 
 
 def refused(argv, capsys, monkeypatch):
@@ -159,7 +159,7 @@ def test_out_is_checked_before_any_work(case, tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.parametrize('option, value', [('--hidden', 10 ** 9), ('-k', 10 ** 9),
-                                           ('--points', 10 ** 10),
+                                           ('--train-points', 10 ** 10),
                                            ('--test-points', 10 ** 10)])
 def test_absurd_sizes_are_refused_before_allocating(option, value, tmp_path, capsys,
                                                     monkeypatch):
@@ -280,8 +280,8 @@ def test_a_bad_snapshot_is_one_line_naming_the_cause(case, snapshot_run, tmp_pat
     (['--batchsize', '10'], 'made with --batchsize 20, this run has 10'),
     (['--hidden', '8'], 'made with --hidden 4, this run has 8'),
     (['--hidden', '4', '4'], 'made with --hidden 4, this run has [4, 4]'),
-    (['-k', '3'], 'made with --mixtures 5, this run has 3'),
-    (['--points', '60'], 'made with --points 40, this run has 60'),
+    (['-k', '3'], 'made with -k 5, this run has 3'),
+    (['--train-points', '60'], 'made with --train-points 40, this run has 60'),
 ])
 def test_resume_refuses_other_options_naming_them(options, message, snapshot_run,
                                                   capsys, monkeypatch):
@@ -295,7 +295,7 @@ def test_resume_refuses_other_options_naming_them(options, message, snapshot_run
 
 def test_resume_refuses_a_snapshot_of_the_baseline(snapshot_run, capsys, monkeypatch):
     err = refused(TINY + ['--epoch', '4', '--out', snapshot_run, '--resume',
-                          os.path.join(snapshot_run, 'linear-snapshot')],
+                          os.path.join(snapshot_run, 'least_squares-snapshot')],
                   capsys, monkeypatch)
     assert 'is a snapshot of a LeastSquares, not of a MDN' in err
 
@@ -305,7 +305,7 @@ def test_a_run_leaves_no_stale_snapshot(snapshot_run, tmp_path):
     shutil.copytree(snapshot_run, out)
     # fewer epochs than --frequency: only the end of the run writes a snapshot
     mdn.main(TINY + ['--epoch', '3', '--frequency', '5', '--seed', '3', '--out', out])
-    for name in ('mdn-snapshot', 'linear-snapshot'):
+    for name in ('mdn-snapshot', 'least_squares-snapshot'):
         with np.load(os.path.join(out, name)) as npz:
             assert json.loads(str(npz[train.OPTIONS_KEY]))['seed'] == 3
             assert int(npz['updater/iterator:main/epoch']) == 3
@@ -394,3 +394,17 @@ def test_every_seed_numpy_takes_is_accepted(text):
     np.random.RandomState(value)
     args = mdn.make_parser().parse_args(['--seed', text])
     assert args.seed == int(text)
+
+
+def test_options_are_the_command_lines_and_run_is_main_without_parsing(tmp_path):
+    """mdn.options(...) is what `python toy/mdn.py --OPTION VALUE` parses; run(options)
+    writes and returns the metrics main writes: other scripts call it, not argv."""
+    parsed = mdn.make_parser().parse_args(['--seed', '3', '--out', str(tmp_path)])
+    built = mdn.options(seed=3, out=str(tmp_path))
+    assert vars(built) == dict(vars(mdn.check_args(mdn.make_parser(), parsed)))
+    with pytest.raises(ValueError, match='no option mixtures'):
+        mdn.options(mixtures=3)
+    metrics = mdn.run(mdn.options(**dict(
+        zip(('train_points', 'test_points', 'hidden', 'batchsize'), (40, 50, [4], 20)),
+        epoch=1, out=str(tmp_path))))
+    assert json.load(open(str(tmp_path / 'metrics.json')))['nll_test'] == metrics['nll_test']

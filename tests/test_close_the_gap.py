@@ -12,13 +12,12 @@ import pytest
 from scipy.special import logsumexp
 from scipy.stats import norm
 
-from test_scripts import ROOT, load, tree
-from toy import train
+from test_scripts import ROOT, tree
+from experiments import close_the_gap as gap, sweep_summary
+from toy import checkpoint, floor, preprocess
 
-gap = load('close_the_gap')
-TINY = ['--train-points', '300', '--val-points', '100', '--test-points', '200',
-        '--epochs', '2', '--batchsize', '100', '--lr', '1e-2', '--lr-final', '1e-3',
-        '--eval-every', '1']
+TINY = dict(train_points=300, val_points=100, test_points=200, epoch=2, batchsize=100,
+            lr=1e-2, lr_final=1e-3, eval_every=1)
 
 
 @pytest.fixture
@@ -26,10 +25,10 @@ def tiny(monkeypatch):
     monkeypatch.setattr(gap, 'PAIRS', 3000)
     monkeypatch.setattr(gap, 'TRAINING', TINY)
     monkeypatch.setattr(gap, 'RUNGS', {
-        'one': ('1 layer of 4 tanh', 2, ['--hidden', '4', '--activation', 'tanh']),
-        'two': ('2 layers of 4 SiLU, spread', 3, ['--hidden', '4', '4', '--activation',
-                                                  'silu', '--spread-components']),
-        'three': ('never trained', 2, ['--hidden', '3'])})
+        'one': ('1 layer of 4 tanh', 2, dict(hidden=4, activation='tanh')),
+        'two': ('2 layers of 4 SiLU, spread', 3, dict(hidden=[4, 4], activation='silu',
+                                                      spread_components=True)),
+        'three': ('never trained', 2, dict(hidden=3))})
 
 
 def test_table_reports_each_rung_against_its_own_runs_and_the_floors(tiny, tmp_path):
@@ -45,7 +44,7 @@ def test_table_reports_each_rung_against_its_own_runs_and_the_floors(tiny, tmp_p
         json.dump({'seconds': 120, 'rungs': ['old'], 'jobs': 2, 'seeds': 3,
                    'device': '-1'}, f)
     for rungs in (['one'], ['two']):
-        assert gap.main(['--seeds', '2', '--jobs', '1', '--out', out, '--no-figures',
+        assert gap.main(['--runs', '2', '--jobs', '1', '--out', out, '--no-figures',
                          '--rungs'] + rungs) == 0
     summary = open(os.path.join(out, 'summary.md')).read()
     walls = [x for x in summary.splitlines() if x.startswith('- ')]
@@ -80,7 +79,7 @@ def test_table_reports_each_rung_against_its_own_runs_and_the_floors(tiny, tmp_p
             x = np.array([float(b['x_median']) for b in mine])
             assert len(mine) == 20 and np.all(np.diff(x) > 0)
             np.testing.assert_allclose([float(b['k_floor']) for b in mine],
-                                       gap.datasets.mixture_floor_at(name, k, x)[1],
+                                       floor.mixture_floor_at(name, k, x)[1],
                                        atol=2e-3)
             # A tiny net is far from the truth everywhere, on average by about its gap.
             excess = np.array([float(b['excess']) for b in mine])
@@ -89,22 +88,22 @@ def test_table_reports_each_rung_against_its_own_runs_and_the_floors(tiny, tmp_p
     # The table is redrawn from the storage alone, the same, and the figure
     # of the gaps with it: per rung, each seed's gap and the rung's K-floor.
     os.remove(os.path.join(out, 'gap.png'))
-    assert gap.main(['--seeds', '2', '--out', out, '--report-only']) == 0
+    assert gap.main(['--runs', '2', '--out', out, '--report-only']) == 0
     assert open(os.path.join(out, 'summary.md')).read() == summary
     assert os.path.getsize(os.path.join(out, 'gap.png')) > 1000
-    args = gap.parse_args(['--seeds', '2', '--out', out, '--report-only'])
-    rows = gap.gap_rows({rung: gap.results(args, rung) for rung in ('one', 'two')})
+    _, configs = gap.parse_args(['--runs', '2', '--out', out, '--report-only'])
+    rows = gap.gap_rows({rung: gap.results(configs[rung]) for rung in ('one', 'two')})
     assert [label for label, _ in rows] == ['one (K = 2)', 'two (K = 3)']
     for (_, found), rung in zip(rows, ('one', 'two')):
         with open(os.path.join(out, rung, 'results.csv'), newline='') as f:
             csv_rows = list(csv.DictReader(f))
         k = gap.RUNGS[rung][1]
         for name in gap.datasets.NAMES:
-            gaps, floor = found[name]
+            gaps, k_floor = found[name]
             want = [float(r['nll']) - gap.datasets.limits(name)[0] for r in csv_rows
                     if r['dataset'] == name]
             np.testing.assert_allclose(sorted(gaps), sorted(want), atol=1e-5)
-            assert floor == k / 8
+            assert k_floor == k / 8
     excess_against_a_known_mixture(out)
 
 
@@ -113,8 +112,8 @@ def excess_against_a_known_mixture(out):
     that output one known mixture at every input (head weights 0): each bin's
     excess is then log p(y|x) - log q(y), q computed here by scipy in original
     units, which the saved standardisation (y scale 0.3) must reach."""
-    args = gap.parse_args(['--seeds', '2', '--out', out, '--report-only'])
-    swept = gap.sweep_mixtures.parse_args(gap.sweep_argv(args, 'one') + ['--report-only'])
+    _, configs = gap.parse_args(['--runs', '2', '--out', out, '--report-only'])
+    swept = configs['one']
     pi, mu, sd = np.array([0.25, 0.75]), np.array([0.3, 0.7]), np.array([0.2, 0.35])
     y_mean, y_scale = 0.5, 0.3
     for name in gap.datasets.NAMES:
@@ -124,11 +123,11 @@ def excess_against_a_known_mixture(out):
         net.head.W.array[...] = 0
         net.head.b.array[...] = np.concatenate([np.log(pi), (mu - y_mean) / y_scale,
                                                 2 * np.log(sd / y_scale)])
-        scaler = train.Standardizer.from_state({
+        scaler = preprocess.Standardizer.from_state({
             'x_mean': np.array([0.1]), 'x_scale': np.array([2.0]),
             'y_mean': np.array([y_mean]), 'y_scale': np.array([y_scale])})
-        gap.sweep.save_model(gap.sweep_mixtures.model_path(swept.out, point), net, scaler)
-    assert gap.excess_by_input(args, 'one', n=3000) is True
+        checkpoint.save(gap.sweep_mixtures.model_path(swept, point), net, scaler)
+    assert gap.excess_by_input(swept, 'one', n=3000) is True
     with open(os.path.join(out, 'one', 'excess_by_input.csv'), newline='') as f:
         bins = list(csv.DictReader(f))
     for name in gap.datasets.NAMES:
@@ -155,7 +154,7 @@ def test_report_only_without_runs_is_one_line_and_creates_nothing(tmp_path, caps
         assert e.value.code == 2
         err = capsys.readouterr().err
         assert err.count('\n') == 1 and "holds no rung's runs" in err, err
-        assert 'give the --out of an earlier run' in err
+        assert 'give the --out or --storage of an earlier run' in err
     assert tree(str(tmp_path)) == before
 
 
@@ -180,7 +179,7 @@ def test_report_only_on_the_committed_results_says_once_what_is_not_redrawn(
 
 def test_one_seed_has_no_spread_to_show():
     """One seed printed "± 0.0000"."""
-    spread = gap.sweep_mixtures.mean_spread
+    spread = sweep_summary.mean_spread
     assert spread(np.array([-1.23456]), 'seed') == '-1.2346 (one seed)'
     assert spread(np.array([1.0, 2.0]), 'seed') == '1.5000 ± 0.5000'
     assert spread(np.array([0.012345]), 'run', '{:.4g}') == '0.01235 (one run)'
@@ -192,17 +191,37 @@ def test_the_committed_rungs_keep_their_runs(tmp_path):
     config of their committed runs (results/gap/RUNG/results.csv)."""
     committed = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                              'results', 'gap')
-    args = gap.parse_args(['--out', str(tmp_path)])
-    for rung in ('small', 'relu128', 'relu256'):
+    args = gap.make_parser().parse_args(['--out', str(tmp_path)])
+    for rung in gap.RUNGS:
         with open(os.path.join(committed, rung, 'results.csv'), newline='') as f:
             configs = {r['config'] for r in csv.DictReader(f)}
-        swept = gap.sweep_mixtures.parse_args(gap.sweep_argv(args, rung) + ['--no-floor'])
-        assert configs == {gap.sweep_mixtures.config_id(swept)}
+        assert configs == {gap.sweep_mixtures.config_id(gap.rung_config(args, rung))}
 
 
 def test_bad_arguments_exit_2(tiny, tmp_path, capsys):
-    for argv in (['--rungs', 'huge'], ['--seeds', '0'], ['--device', 'tpu']):
+    for argv in (['--rungs', 'huge'], ['--runs', '0'], ['--device', 'tpu'],
+                 ['--epoch', '0'], ['--storage', 'nosuchdb://x/y'],
+                 ['--batchsize', '500', '--train-points', '100']):
         with pytest.raises(SystemExit) as e:
             gap.main(argv + ['--out', str(tmp_path)])
         assert e.value.code == 2
         assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_a_rung_whose_study_is_in_another_storage_is_seen_as_done(tiny, tmp_path, capsys):
+    """--storage: whether a rung has run is asked of the storage, not of a
+    study.db under OUT (none there), and -k and the size options override
+    every rung's."""
+    url = 'sqlite:///' + str(tmp_path / 'elsewhere.db')
+    common = ['--runs', '1', '--jobs', '1', '--no-figures', '--storage', url, '-k', '1',
+              '--train-points', '200']
+    assert gap.main(common + ['--out', str(tmp_path / 'a'), '--rungs', 'one']) == 0
+    out = tmp_path / 'b'
+    assert gap.main(common + ['--out', str(out), '--report-only']) == 0
+    summary = (out / 'summary.md').read_text()
+    rows = [x for x in summary.splitlines() if x.startswith('| 1 layer of 4 tanh | 1 |')]
+    assert len(rows) == len(gap.datasets.NAMES)
+    assert 'never trained' not in summary and not (out / 'one' / 'study.db').exists()
+    args = gap.make_parser().parse_args(common + ['--out', str(out)])
+    cfg = gap.rung_config(args, 'one')
+    assert (cfg.k, cfg.train_points, cfg.epoch, cfg.url) == ([1], 200, TINY['epoch'], url)

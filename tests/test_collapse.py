@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 from scipy import stats
 
 import toy  # noqa: F401
@@ -106,7 +105,7 @@ def test_the_published_script_prints_the_line_and_records_the_weights(tmp_path):
     out = tmp_path / 'out'
     done = subprocess.run(
         [sys.executable, os.path.join(ROOT, 'toy', 'mdn.py'), '--epoch', '1',
-         '--points', '100', '--test-points', '500', '--hidden', '8', '--out', str(out)],
+         '--train-points', '100', '--test-points', '500', '--hidden', '8', '--out', str(out)],
         capture_output=True, text=True, cwd=str(tmp_path), timeout=300)
     assert done.returncode == 0, done.stderr
     metrics = json.loads((out / 'metrics.json').read_text())

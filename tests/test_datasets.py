@@ -7,7 +7,7 @@ moments of a | x are midpoint sums over a dense latent grid.
 import numpy as np
 import pytest
 
-from toy import datasets
+from toy import datasets, floor, quadrature
 
 N_MC = 20000
 LATENT_GRID = 20000
@@ -78,7 +78,7 @@ def test_marginal_density_is_exact_on_edges(name):
     # p(x) integrates to one, and vanishes off the support given by x_breaks.
     problem = datasets.PROBLEMS[name]
     breaks = problem.x_breaks()
-    nodes, weights = datasets._piecewise_nodes(breaks, 32, smooth_ends=True)
+    nodes, weights = quadrature.piecewise_nodes(breaks, 32, smooth_ends=True)
     assert abs(np.sum(weights * problem.moments(nodes)[0]) - 1) < 1e-9
     outside = np.array([breaks[0] - 1e-6, breaks[-1] + 1e-6])
     assert np.all(problem.moments(outside)[0] == 0)
@@ -142,12 +142,12 @@ def test_unknown_names_are_refused():
 @pytest.mark.parametrize('name', datasets.NAMES)
 def test_mixture_floor_of_one_component_is_the_single_gaussian_gap(name):
     bayes, gaussian = datasets.limits(name, 'inverse')
-    gap = datasets.mixture_floor(name, 1, resolution=12, restarts=1)
+    gap = floor.mixture_floor(name, 1, resolution=12, restarts=1)
     assert gap == pytest.approx(gaussian - bayes, abs=2e-3)
 
 
 def test_mixture_floor_falls_with_k():
-    gaps = [datasets.mixture_floor('bishop', k, resolution=8, restarts=1,
+    gaps = [floor.mixture_floor('bishop', k, resolution=8, restarts=1,
                                    iterations=300) for k in (1, 2, 3)]
     assert gaps[0] > gaps[1] > gaps[2] > 0, gaps
 
@@ -155,8 +155,8 @@ def test_mixture_floor_falls_with_k():
 def test_mixture_floor_forward():
     # Gaussian noise is fitted exactly; uniform noise by one Gaussian loses
     # 0.5 log(2 pi e / 12) - log 1, whatever the width.
-    assert datasets.mixture_floor('otoro', 1, 'forward') == 0.0
-    assert datasets.mixture_floor('bishop', 1, 'forward', restarts=1) == \
+    assert floor.mixture_floor('otoro', 1, 'forward') == 0.0
+    assert floor.mixture_floor('bishop', 1, 'forward', restarts=1) == \
         pytest.approx(0.5 * np.log(2 * np.pi * np.e / 12), abs=1e-4)
 
 
@@ -188,7 +188,7 @@ def test_mixture_kl_matches_scipy_optimisation():
     omega = f / f.sum()
     log_p = np.log(np.where(f > 0, problem.likelihood(x, a), 1.0)
                    / ((problem.hi - problem.lo) * f.sum()))
-    em = datasets._mixture_kl(a, omega, log_p, 2, restarts=3, iterations=3000,
+    em = floor._mixture_kl(a, omega, log_p, 2, restarts=3, iterations=3000,
                               seed=0)[0]
     assert em == pytest.approx(best, abs=1e-3)
 
@@ -232,7 +232,7 @@ def test_mixture_floor_at_each_input_one_component():
     """K = 1 at an input: KL = 0.5 log(2 pi e Var(t | x)) - H(t | x), by the
     midpoint rule on a dense grid of the true density."""
     x = np.array([0.2, 0.5, 0.9])
-    p_x, kl = datasets.mixture_floor_at('bishop', 1, x, restarts=1)
+    p_x, kl = floor.mixture_floor_at('bishop', 1, x, restarts=1)
     t = np.linspace(0, 1, 200001)[:-1] + 0.5 / 200000
     dt = 1 / 200000
     p = datasets.conditional_density('bishop', 'inverse', x, t)

@@ -68,7 +68,7 @@ def test_gpu_samples_have_the_mixture_moments(gpu):
     logits = gpu.send(np.tile(np.log(pi), (rows, 1)).astype(np.float32))
     mu_ = gpu.send(np.tile(mu[:, None], (rows, 1, 1)).astype(np.float32))
     ln_var = gpu.send(np.tile(2 * np.log(sigma)[:, None], (rows, 1, 1)).astype(np.float32))
-    draws = gpu.xp.asnumpy(mdn.sample(logits, mu_, ln_var, n=n,
+    draws = gpu.xp.asnumpy(mixture.sample(logits, mu_, ln_var, n=n,
                                       rng=gpu.xp.random.RandomState(0))).ravel()
     mean = (pi * mu).sum()
     var = (pi * (sigma ** 2 + mu ** 2)).sum() - mean ** 2
@@ -79,7 +79,7 @@ def test_gpu_samples_have_the_mixture_moments(gpu):
 def test_cli_trains_on_the_gpu(tmp_path):
     script = os.path.join(os.path.dirname(__file__), os.pardir, 'toy', 'mdn.py')
     result = subprocess.run(
-        [sys.executable, script, '--gpu', '0', '--epoch', '3', '--points', '200',
+        [sys.executable, script, '--gpu', '0', '--epoch', '3', '--train-points', '200',
          '--test-points', '500', '--out', str(tmp_path)],
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr

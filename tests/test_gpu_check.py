@@ -1,5 +1,4 @@
-"""experiments/gpu_check.py --dry-run: the prepared GPU check works before a GPU is lent."""
-import importlib.util
+"""tools/gpu_check.py --dry-run: the prepared GPU check works before a GPU is lent."""
 import json
 import os
 import shutil
@@ -12,12 +11,11 @@ import toy  # noqa: F401
 from chainer.backends import cuda
 
 from test_scripts import tree
+from tools import gpu_check
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(ROOT, 'experiments', 'gpu_check.py')
-spec = importlib.util.spec_from_file_location('gpu_check', SCRIPT)
-gpu_check = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(gpu_check)
+#: Run by its path, as on the GPU machine (where nothing is installed).
+SCRIPT = os.path.join(ROOT, 'tools', 'gpu_check.py')
 
 
 def test_dry_run_runs_every_step_on_the_cpu(tmp_path):
@@ -77,11 +75,11 @@ def test_make_gpu_check_dry_run_uses_the_project_environment():
     dry = make_commands('ARGS=--dry-run --only versions')
     assert 'ln -sfn' in dry     # the setup target makes .venv first
     assert dry.splitlines()[-1].split() == [
-        '.venv/bin/python', 'experiments/gpu_check.py', '--dry-run', '--only',
+        '.venv/bin/python', 'tools/gpu_check.py', '--dry-run', '--only',
         'versions']
     # The GPU machine's python3 with its wheels, no project venv there.
     real = [line.split() for line in make_commands('PYTHON=python3').splitlines()]
-    assert real == [['python3', 'experiments/gpu_check.py', '--wheels', '.gpu-wheels']]
+    assert real == [['python3', 'tools/gpu_check.py', '--wheels', '.gpu-wheels']]
 
 
 @pytest.mark.parametrize('out, message', [
@@ -180,3 +178,21 @@ def test_only_reruns_the_named_steps(tmp_path):
     bad = subprocess.run([sys.executable, SCRIPT, '--only', 'nope', '--out', str(out)],
                          capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert bad.returncode == 2 and "unknown step(s) nope" in bad.stderr
+
+
+def test_the_steps_spell_each_option_the_one_way():
+    """The steps used --points, --mixtures, --seeds and --epochs; only the
+    toy's `--gpu 0` stays, to check that Chainer's deprecated spelling works."""
+    from toy import cli
+    aliases = {flag for flags, _, _ in cli.TRAINING_OPTIONS.values()
+               for flag in flags[1:] if flag.startswith('--')}
+    for dry_run in (False, True):
+        for name, argv, _, _ in gpu_check.steps('out', dry_run):
+            assert not set(argv) & aliases, (name, set(argv) & aliases)
+    real = {name: argv for name, argv, _, _ in gpu_check.steps('out', False)}
+    assert real['toy-gpu'][1:4] == ['toy/mdn.py', '--gpu', '0']
+    for name, module in (('sweep-gpu', 'sweep_mixtures'), ('benchmark-gpu', 'benchmark'),
+                         ('profile-gpu', 'profile_step')):
+        argv = real[name]
+        assert argv[1:3] == ['-m', 'experiments.' + module]
+        assert argv[argv.index('--device') + 1] == '0' and '--gpu' not in argv

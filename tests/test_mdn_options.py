@@ -8,7 +8,7 @@ import toy  # noqa: F401
 import chainer
 from chainer import gradient_check
 
-from toy import loss, mdn
+from toy import heads, loss, mdn, mixture, nets
 
 
 def full_mixture(n, k, d, seed, dtype=np.float64):
@@ -23,7 +23,7 @@ def full_mixture(n, k, d, seed, dtype=np.float64):
 
 
 def scipy_full_nll(logits, mu, log_diag, lower, y):
-    chol = mdn.scale_tril(log_diag, lower)
+    chol = mixture.scale_tril(log_diag, lower)
     log_pi = logits - special.logsumexp(logits, axis=1, keepdims=True)
     log_n = np.array([[stats.multivariate_normal.logpdf(
         y[i], mu[i, j], chol[i, j] @ chol[i, j].T) for j in range(mu.shape[1])]
@@ -79,7 +79,7 @@ def model_and_data(cls, d=2, k=3, n=20, seed=0):
 
 
 def test_per_dimension_nll_is_a_sum_of_1d_mixture_nlls():
-    model, x, y = model_and_data(mdn.PerDimensionMDN, d=3)
+    model, x, y = model_and_data(heads.PerDimensionMDN, d=3)
     logits, mu, ln_var = model.mixture(x)
     assert logits.shape == mu.shape == ln_var.shape == (20, 3, 3)
     log_pi = logits - special.logsumexp(logits, axis=2, keepdims=True)
@@ -90,7 +90,7 @@ def test_per_dimension_nll_is_a_sum_of_1d_mixture_nlls():
 
 
 def test_full_covariance_model_loss_and_layout():
-    model, x, y = model_and_data(mdn.FullCovarianceMDN)
+    model, x, y = model_and_data(heads.FullCovarianceMDN)
     assert model.head.W.shape[0] == 3 * (1 + 2 * 2 + 1)
     params = model.mixture(x)
     assert [p.shape for p in params] == [(20, 3), (20, 3, 2), (20, 3, 2), (20, 3, 1)]
@@ -112,29 +112,29 @@ def test_full_covariance_samples_have_the_components_moments():
     mu = np.array([[[-5.0, 0.0], [5.0, 1.0]]])
     log_diag = np.log(np.array([[[1.0, 0.5], [0.3, 2.0]]]))
     lower = np.array([[[0.8], [-0.4]]])
-    y = mdn.sample_full(logits, mu, log_diag, lower, n=200000,
+    y = mixture.sample_full(logits, mu, log_diag, lower, n=200000,
                         rng=np.random.RandomState(0))[0]
     assert y.shape == (200000, 2)
     first = y[:, 0] < 0
     assert abs(first.mean() - 0.3) < 0.005
-    chol = mdn.scale_tril(log_diag, lower)[0]
+    chol = mixture.scale_tril(log_diag, lower)[0]
     for mask, j in ((first, 0), (~first, 1)):
         np.testing.assert_allclose(y[mask].mean(0), mu[0, j], atol=0.02)
         np.testing.assert_allclose(np.cov(y[mask].T), chol[j] @ chol[j].T,
                                    atol=0.03)
     # Temperature tau scales the covariance by tau and sharpens pi.
-    cold = mdn.sample_full(logits, mu, log_diag, lower, n=100000,
+    cold = mixture.sample_full(logits, mu, log_diag, lower, n=100000,
                            temperature=0.25, rng=np.random.RandomState(1))[0]
     pi_cold = np.array([0.3, 0.7]) ** 4 / np.sum(np.array([0.3, 0.7]) ** 4)
     assert abs((cold[:, 0] < 0).mean() - pi_cold[0]) < 0.005
     np.testing.assert_allclose(np.cov(cold[cold[:, 0] > 0].T),
                                0.25 * chol[1] @ chol[1].T, atol=0.02)
     with pytest.raises(ValueError, match='temperature'):
-        mdn.sample_full(logits, mu, log_diag, lower, temperature=0)
+        mixture.sample_full(logits, mu, log_diag, lower, temperature=0)
 
 
 def test_per_dimension_samples_and_point_estimates():
-    model, x, y = model_and_data(mdn.PerDimensionMDN, d=2, n=4)
+    model, x, y = model_and_data(heads.PerDimensionMDN, d=2, n=4)
     draws = model.sample(x, n=50000, rng=np.random.RandomState(0))
     assert draws.shape == (4, 50000, 2)
     logits, mu, ln_var = model.mixture(x)
@@ -147,16 +147,16 @@ def test_per_dimension_samples_and_point_estimates():
 
 
 def test_point_estimates_of_joint_mixtures():
-    for cls in (mdn.MDN, mdn.FullCovarianceMDN):
+    for cls in (mdn.MDN, heads.FullCovarianceMDN):
         model, x, y = model_and_data(cls, d=2, n=5)
         logits, mu = model.mixture(x)[:2]
         np.testing.assert_allclose(model.point_estimate(x),
-                                   mdn.most_probable_mean(logits, mu))
+                                   mixture.most_probable_mean(logits, mu))
         np.testing.assert_allclose(model.point_estimate(x, 'mean'),
-                                   mdn.mixture_mean(logits, mu))
+                                   mixture.mixture_mean(logits, mu))
 
 
-@pytest.mark.parametrize('cls', [mdn.PerDimensionMDN, mdn.FullCovarianceMDN])
+@pytest.mark.parametrize('cls', [heads.PerDimensionMDN, heads.FullCovarianceMDN])
 def test_losses_check_the_data(cls):
     model, x, y = model_and_data(cls)
     with pytest.raises(ValueError, match='y has 3 column'):
@@ -181,10 +181,10 @@ def test_gpu_matches_cpu():
 
     for got, want in zip(value_and_grads(gpu), value_and_grads(cpu)):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
-    draws = to_cpu(mdn.sample_full(*(gpu.send(a) for a in params[:4]), n=2000,
+    draws = to_cpu(mixture.sample_full(*(gpu.send(a) for a in params[:4]), n=2000,
                                    rng=gpu.xp.random.RandomState(0)))
     assert draws.shape == (64, 2000, 2) and np.isfinite(draws).all()
-    for cls in (mdn.PerDimensionMDN, mdn.FullCovarianceMDN):
+    for cls in (heads.PerDimensionMDN, heads.FullCovarianceMDN):
         model, x, y = model_and_data(cls)
         want = float(model.loss(x, y).array)
         model.to_device(gpu)
@@ -215,7 +215,7 @@ def test_deeper_nets_compute_the_layers_in_turn():
 
 def test_silu_gradient():
     x = np.random.default_rng(2).uniform(-4, 4, (3, 5))
-    gradient_check.check_backward(mdn.silu, x, np.ones_like(x), dtype=np.float64)
+    gradient_check.check_backward(nets.silu, x, np.ones_like(x), dtype=np.float64)
 
 
 def test_one_layer_keeps_its_published_initial_weights():
@@ -225,7 +225,7 @@ def test_one_layer_keeps_its_published_initial_weights():
     for (na, pa), (nb, pb) in zip(sorted(a.namedparams()), sorted(b.namedparams())):
         assert na == nb
         np.testing.assert_array_equal(pa.array, pb.array)
-    assert mdn.hidden_option([6]) == 6 and mdn.hidden_option([6, 7]) == [6, 7]
+    assert nets.hidden_option([6]) == 6 and nets.hidden_option([6, 7]) == [6, 7]
 
 
 @pytest.mark.parametrize('hidden', [[], [4, 0], 0, [2.5], True, 'x', 2.5, None])
@@ -268,7 +268,7 @@ def test_spread_components_refuses_what_it_cannot_spread():
         model.spread_components(np.zeros((10, 1), np.float32))
     with pytest.raises(ValueError, match='NaN|finite'):
         model.spread_components(np.full((10, 2), np.nan, np.float32))
-    for cls in (mdn.PerDimensionMDN, mdn.FullCovarianceMDN):
+    for cls in (heads.PerDimensionMDN, heads.FullCovarianceMDN):
         with pytest.raises(NotImplementedError, match='MDN only'):
             cls(out_dim=2, hidden=4, k=3).spread_components(np.zeros((10, 2)))
 
@@ -284,7 +284,7 @@ def test_spread_components_refuses_what_it_cannot_spread():
     ({'ln_var_min': float('nan')}, r'ln_var_min must be a finite number .* not nan'),
     ({'ln_var_min': '-5'}, r"ln_var_min must be a finite number .* not '-5'"),
 ])
-@pytest.mark.parametrize('cls', [mdn.MDN, mdn.FullCovarianceMDN, mdn.PerDimensionMDN])
+@pytest.mark.parametrize('cls', [mdn.MDN, heads.FullCovarianceMDN, heads.PerDimensionMDN])
 def test_bad_model_options_get_a_value_error_saying_what_to_give(cls, kwargs, message):
     """Issue 17, item 13: k = 0, in_dim = 0 and hidden = 2.5 failed deep
     inside Chainer or NumPy, activation='gelu' with a KeyError, and
@@ -296,7 +296,7 @@ def test_bad_model_options_get_a_value_error_saying_what_to_give(cls, kwargs, me
 def test_bad_baseline_options_are_refused():
     for kwargs in ({'in_dim': 0}, {'out_dim': 0}, {'activation': 'gelu'}):
         with pytest.raises(ValueError, match='must be'):
-            mdn.LeastSquares(hidden=4, **kwargs)
+            nets.LeastSquares(hidden=4, **kwargs)
 
 
 def test_full_covariance_with_tiny_factors_is_finite():

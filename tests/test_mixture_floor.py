@@ -13,7 +13,7 @@ import pytest
 from scipy import optimize
 from scipy.special import log_softmax, logsumexp
 
-from toy import datasets
+from toy import datasets, floor
 
 
 def posterior(name, x, n=4000):
@@ -69,7 +69,7 @@ def test_otoro_floor_is_the_optimum(k, x):
     components out by mass alone leaves one of them without any (0.48 nats,
     not 0.007). K = 3 at an input where one per branch, for the three
     heaviest of its four, is not the best start."""
-    kl = datasets.mixture_floor_at('otoro', k, x, restarts=1, iterations=500)[1]
+    kl = floor.mixture_floor_at('otoro', k, x, restarts=1, iterations=500)[1]
     reference = [direct_floor('otoro', xi, k) for xi in x]
     np.testing.assert_allclose(kl, reference, atol=1e-3)
     assert max(reference) > 0.01  # something to find
@@ -78,18 +78,18 @@ def test_otoro_floor_is_the_optimum(k, x):
 @pytest.mark.parametrize('k', [0, -1, 2.5, True, '3', None])
 def test_floor_refuses_a_bad_component_count(k):
     with pytest.raises(ValueError, match=r'k, the number of mixture components, '
-                                         r'must be an integer >= 1, got'):
-        datasets.mixture_floor('bishop', k)
-    with pytest.raises(ValueError, match='must be an integer >= 1'):
-        datasets.mixture_floor_at('otoro', k, [0.0])
+                                         r'must be a positive int, not'):
+        floor.mixture_floor('bishop', k)
+    with pytest.raises(ValueError, match='must be a positive int'):
+        floor.mixture_floor_at('otoro', k, [0.0])
 
 
 @pytest.mark.parametrize('argument', ['resolution', 'restarts', 'iterations'])
 def test_floor_refuses_bad_counts(argument):
-    with pytest.raises(ValueError, match=argument + ' must be an integer >= 1'):
-        datasets.mixture_floor('otoro', 2, **{argument: 0})
-    with pytest.raises(ValueError, match='block must be an integer >= 1'):
-        datasets.mixture_floor_at('otoro', 2, [0.0], block=0)
+    with pytest.raises(ValueError, match=argument + ' must be a positive int'):
+        floor.mixture_floor('otoro', 2, **{argument: 0})
+    with pytest.raises(ValueError, match='block must be a positive int'):
+        floor.mixture_floor_at('otoro', 2, [0.0], block=0)
 
 
 @pytest.mark.parametrize('name', datasets.NAMES)
@@ -97,25 +97,25 @@ def test_floor_refuses_bad_counts(argument):
 def test_floor_refuses_a_k_too_large_for_memory_at_once(name, direction):
     if (name, direction) == ('otoro', 'forward'):
         # Gaussian noise: any K fits it exactly, with no work to do.
-        assert datasets.mixture_floor(name, 10 ** 6, direction) == 0.0
+        assert floor.mixture_floor(name, 10 ** 6, direction) == 0.0
         return
     started = time.perf_counter()
     with pytest.raises(ValueError, match=r'would hold [0-9.e+]+ GiB at once .*'
                                          r'use a smaller k'):
-        datasets.mixture_floor(name, 10 ** 6, direction)
+        floor.mixture_floor(name, 10 ** 6, direction)
     assert time.perf_counter() - started < 1.0
     # The largest published K is well inside the limit.
-    datasets._floor_nodes(datasets.PROBLEMS[name], 24, 16, 3, 500)
+    floor._floor_nodes(datasets.PROBLEMS[name], 24, 16, 3, 500)
 
 
 @pytest.mark.parametrize('name', datasets.NAMES)
 def test_floor_at_refuses_inputs_without_a_density(name):
     for x in ([np.nan], [0.0, np.inf], [-np.inf]):
         with pytest.raises(ValueError, match='the inputs x must be finite'):
-            datasets.mixture_floor_at(name, 2, x)
+            floor.mixture_floor_at(name, 2, x)
     with pytest.raises(ValueError, match=r'x = 1e\+30 lies outside the support '
                                          r'of {}'.format(name)):
-        datasets.mixture_floor_at(name, 2, [0.0, 1e30])
+        floor.mixture_floor_at(name, 2, [0.0, 1e30])
 
 
 @pytest.mark.parametrize('name', datasets.NAMES)
@@ -180,8 +180,8 @@ def test_forward_conditional_density_is_the_published_noise(name):
 def test_floor_reports_progress_per_block_of_inputs():
     calls = []
     x = np.linspace(-0.5, 0.5, 37)
-    plain = datasets.mixture_floor_at('worldmodels', 2, x, iterations=50, block=16)
-    told = datasets.mixture_floor_at('worldmodels', 2, x, iterations=50, block=16,
+    plain = floor.mixture_floor_at('worldmodels', 2, x, iterations=50, block=16)
+    told = floor.mixture_floor_at('worldmodels', 2, x, iterations=50, block=16,
                                      progress=lambda done, total: calls.append((done, total)))
     assert calls == [(16, 37), (32, 37), (37, 37)]
     np.testing.assert_array_equal(told[1], plain[1])

@@ -7,6 +7,7 @@ from matplotlib.colors import to_rgba
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PathCollection
 
+from experiments import close_the_gap, sweep_figures
 from toy import datasets, plots
 
 
@@ -68,7 +69,7 @@ def test_samples_lie_under_the_data_and_no_title_is_cut(tmp_path, panels):
     x, t = datasets.generate('bishop', 500, rng)
     x_grid = np.linspace(0, 1, 100)
     samples = rng.uniform(size=(100, 3, 1))
-    fig = plots.samples_grid(
+    fig = sweep_figures.samples_grid(
         str(tmp_path / 'samples.png'), 'bishop: data and 3 MDN samples per x, seed 0; '
         'Bayes limit -1.282 nats per point', x, t, x_grid,
         [('K = 24: held-out NLL -1.257 nats per point (mean of 3 seeds)', samples)]
@@ -88,13 +89,14 @@ def test_an_against_k_figure_needs_more_than_one_k(tmp_path):
     """The gap ladder's rungs drew nll_vs_k.png over a single K. (No model
     files: the per-problem figures are left out, and only that one is drawn.)"""
     def problem(ks):
-        return plots.Problem('bishop', 'inverse', ks, [np.array([-1.0, -1.1])] * len(ks),
-                             None, ks[-1], lambda model, k, x: None,
-                             datasets.generate('bishop', 100, np.random.default_rng(0)))
+        return sweep_figures.SweptProblem(
+            'bishop', 'inverse', ks, [np.array([-1.0, -1.1])] * len(ks), None, ks[-1],
+            lambda model, k, x: None,
+            datasets.generate('bishop', 100, np.random.default_rng(0)))
 
     one, two = tmp_path / 'one', tmp_path / 'two'
-    plots.sweep_figures(str(one), [problem([24])])
-    plots.sweep_figures(str(two), [problem([24]), problem([2, 24])])
+    sweep_figures.sweep_figures(str(one), [problem([24])])
+    sweep_figures.sweep_figures(str(two), [problem([24]), problem([2, 24])])
     assert not one.exists()
     assert os.listdir(str(two)) == ['nll_vs_k.png']
 
@@ -105,7 +107,7 @@ def test_gap_figure_draws_each_rung_at_its_values():
              ('b (K = 24)', {'p': (np.array([0.03, 0.02]), 0.01)}),   # no q
              ('c (K = 24)', {'q': (np.array([-0.004, 0.01]), 0.002)})]   # no p
     fig, axes = plots.subplots(1, 2)
-    handles, labels = plots.gap_to_limits(axes[0], ['p', 'q'], rungs, target=0.05)
+    handles, labels = close_the_gap.gap_to_limits(axes[0], ['p', 'q'], rungs, target=0.05)
     assert len(labels) == len(set(labels)) and 'K-mixture floor' in labels
 
     def marks(ax, gid):

@@ -20,7 +20,7 @@ from scipy import special, stats
 import toy  # noqa: F401  (patches NumPy/Python before chainer is imported)
 import chainer
 
-from toy import loss, mdn
+from toy import loss, mixture
 
 F32 = np.float32
 MAX = float(np.finfo(F32).max)
@@ -223,12 +223,12 @@ def test_sampler_over_the_float32_range(data):
     mu = data.draw(float32_arrays((n, k, d), ((-1e30, 1e30),), ((-100, 100),)))
     # sigma up to 1e28, times sqrt(1e4) and |eps| < 8: still a float32.
     ln_var = data.draw(float32_arrays((n, k, d), ((-MAX, 130),), ((-30, 10),)))
-    tau = data.draw(st.one_of(st.floats(5e-324, mdn.MAX_TEMPERATURE),
+    tau = data.draw(st.one_of(st.floats(5e-324, mixture.MAX_TEMPERATURE),
                               st.floats(0.1, 10)))
     draws_per_row = data.draw(st.integers(1, 40))
     params = (logits, mu, ln_var)
     before = [a.copy() for a in params]
-    draws = mdn.sample(*params, n=draws_per_row, temperature=tau,
+    draws = mixture.sample(*params, n=draws_per_row, temperature=tau,
                        rng=np.random.RandomState(data.draw(st.integers(0, 2 ** 32 - 1))))
     for a, b in zip(params, before):
         np.testing.assert_array_equal(a, b)
@@ -250,7 +250,7 @@ def test_rows_with_their_own_means_and_variances_ks():
     mu = rng.normal(0, 3, (n_rows, k)) + 5 * np.arange(n_rows)[:, None]
     sigma = rng.uniform(0.2, 2.0, (n_rows, k))
     logits, ln_var = np.log(pi).astype(F32), (2 * np.log(sigma))[:, :, None].astype(F32)
-    draws = mdn.sample(logits, mu[:, :, None].astype(F32), ln_var, n=2000,
+    draws = mixture.sample(logits, mu[:, :, None].astype(F32), ln_var, n=2000,
                        rng=np.random.RandomState(12))[:, :, 0]
 
     def cdf(i):
@@ -270,7 +270,7 @@ def test_rows_share_means_but_not_variances():
     logits = np.zeros((n_rows, 2), F32)
     mu = np.tile(np.array([[[-1.0], [1.0]]], F32), (n_rows, 1, 1))
     ln_var = np.tile(2 * np.log(sigma)[:, None, None], (1, 2, 1)).astype(F32)
-    draws = mdn.sample(logits, mu, ln_var, n=4000, rng=np.random.RandomState(13))
+    draws = mixture.sample(logits, mu, ln_var, n=4000, rng=np.random.RandomState(13))
     # Var = E[mu^2] + sigma^2 = 1 + sigma^2, to 5 % (the sd of a variance of
     # 4000 draws is about 2.5 %).
     np.testing.assert_allclose(draws[:, :, 0].var(axis=1), 1 + sigma ** 2, rtol=0.08)
@@ -470,7 +470,7 @@ def test_samplers_refuse_non_finite_parameters(data, full):
         arrays[i][row] = value                              # a whole row
     else:
         arrays[i][row].flat[data.draw(st.integers(0, arrays[i][row].size - 1))] = value
-    sampler = mdn.sample_full if full else mdn.sample
+    sampler = mixture.sample_full if full else mixture.sample
     with pytest.raises(ValueError, match=r'{}: {} holds \d+ NaN or inf value\(s\), the '
                                          r'first in row {}'.format(
                                              sampler.__name__, names[i], row)):
@@ -489,12 +489,12 @@ def test_full_covariance_sampler_over_the_float32_range(data):
     log_diag = data.draw(float32_arrays((n, k, d), ((-MAX, 60),), ((-10, 5),)))
     lower = data.draw(float32_arrays((n, k, d * (d - 1) // 2), ((-1e25, 1e25),),
                                      ((-3, 3),)))
-    tau = data.draw(st.one_of(st.floats(5e-324, mdn.MAX_TEMPERATURE), st.floats(0.1, 10)))
-    draws = mdn.sample_full(logits, mu, log_diag, lower, n=20, temperature=tau,
+    tau = data.draw(st.one_of(st.floats(5e-324, mixture.MAX_TEMPERATURE), st.floats(0.1, 10)))
+    draws = mixture.sample_full(logits, mu, log_diag, lower, n=20, temperature=tau,
                             rng=np.random.RandomState(data.draw(st.integers(0, 2 ** 32 - 1))))
     assert draws.shape == (n, 20, d) and draws.dtype == F32
     assert np.isfinite(draws).all()
-    chol = np.abs(mdn.scale_tril(log_diag.astype(np.float64), lower.astype(np.float64)))
+    chol = np.abs(mixture.scale_tril(log_diag.astype(np.float64), lower.astype(np.float64)))
     spread = 8 * math.sqrt(tau) * chol.sum(axis=3)[:, None]        # (N, 1, K, D)
     mu64 = mu.astype(np.float64)[:, None]
     near = np.abs(draws.astype(np.float64)[:, :, None] - mu64) <= (

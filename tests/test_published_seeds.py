@@ -1,4 +1,4 @@
-"""experiments/published_seeds.py: the published toy over seeds, beside the published script.
+"""experiments.published_seeds: the published toy over seeds, beside the published script.
 
 The published script itself trains 2000 epochs, so a stand-in with its
 interface (an MDN whose constructor calls super(MDN, self) by name, fprop
@@ -16,10 +16,12 @@ import pytest
 from scipy import stats
 
 import toy  # noqa: F401
-from toy import mdn
+from experiments import benchmark, published_seeds
+from toy import datasets
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(ROOT, 'experiments', 'published_seeds.py')
+#: The command line of the experiment, run in a process of its own.
+COMMAND = [sys.executable, '-m', 'experiments.published_seeds']
 
 STAND_IN = '''
 import numpy as np
@@ -62,7 +64,7 @@ def main():
 
 
 def run(*args, cwd):
-    return subprocess.run([sys.executable, SCRIPT] + list(args), capture_output=True,
+    return subprocess.run(COMMAND + list(args), capture_output=True,
                           text=True, cwd=cwd, timeout=600)
 
 
@@ -70,7 +72,7 @@ def test_both_scripts_over_seeds_and_a_rerun_that_trains_nothing(tmp_path):
     stand_in = tmp_path / 'published_mdn.py'
     stand_in.write_text(STAND_IN)
     out = tmp_path / 'out'
-    args = ['--seeds', '2', '--epoch', '2', '--jobs', '2', '--published', str(stand_in),
+    args = ['--runs', '2', '--epoch', '2', '--jobs', '2', '--published', str(stand_in),
             '--out', str(out)]
     done = run(*args, cwd=str(tmp_path))
     assert done.returncode == 0, done.stderr
@@ -83,7 +85,8 @@ def test_both_scripts_over_seeds_and_a_rerun_that_trains_nothing(tmp_path):
         seed = int(r['seed'])
         if r['implementation'] == 'published':
             # Scored on our run's held-out points, by the fixed mixture.
-            _, y_test = mdn.run_data(np.random.SeedSequence(seed).spawn(4), 0, 10000)[1]
+            _, y_test = datasets.train_test('worldmodels', np.random.SeedSequence(seed).spawn(4),
+                                            0, 10000)[1]
             expected = -stats.norm.logpdf(y_test[:, 0], 0.5, np.sqrt(1 / 12)).mean()
             assert float(r['nll_test']) == pytest.approx(expected, rel=1e-5)
             assert r['dead_components'] == '1' and r['epoch'] == '2000'
@@ -118,3 +121,28 @@ def test_a_published_file_that_is_not_there_is_one_line(tmp_path):
     assert done.returncode == 2 and done.stderr.count('\n') == 1
     assert 'not a file' in done.stderr and not (tmp_path / 'o').exists()
 
+
+
+def test_the_published_models_nll_is_that_of_its_mixture():
+    """benchmark's re-implementation of the published net, scored by
+    published_nll: the mixture of its three heads, against scipy."""
+    model = benchmark.PublishedMDN(hidden=4, k=2)
+    x = np.linspace(0, 1, 50, dtype=np.float32)[:, None]
+    y = np.random.default_rng(0).uniform(-0.5, 1.5, (50, 1)).astype(np.float32)
+    model(x, y)                         # infers the input layer's size
+    rng = np.random.default_rng(1)
+    for layer in (model.input_layer, model.coef_layer, model.mu_layer,
+                  model.ln_var_layer):
+        layer.W.array[...] = rng.normal(size=layer.W.shape)
+        layer.b.array[...] = rng.normal(size=layer.b.shape)
+    h = x @ model.input_layer.W.array.T.astype(float) + model.input_layer.b.array
+
+    def head(layer):
+        return h @ layer.W.array.T.astype(float) + layer.b.array
+
+    log_pi = head(model.coef_layer) - np.logaddexp.reduce(head(model.coef_layer), axis=1,
+                                                          keepdims=True)
+    sigma = np.exp(0.5 * head(model.ln_var_layer))
+    expected = -np.logaddexp.reduce(
+        log_pi + stats.norm.logpdf(y, head(model.mu_layer), sigma), axis=1).mean()
+    assert published_seeds.published_nll(model, x, y) == pytest.approx(expected, rel=1e-5)

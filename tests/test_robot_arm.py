@@ -1,5 +1,4 @@
 """experiments/robot_arm.py: a short smoke run, and one-line errors (exit 2)."""
-import importlib.util
 import json
 import os
 import subprocess
@@ -13,23 +12,15 @@ from scipy.stats import norm
 import toy  # noqa: F401
 import chainer
 
-from toy import datasets, mdn, train
+from experiments import robot_arm
+from toy import heads, mdn, nets, preprocess
+from toy.robot_arm import RobotArm
 
-SCRIPT = os.path.join(os.path.dirname(__file__), os.pardir, 'experiments',
-                      'robot_arm.py')
-TINY = ['--points', '300', '--val-points', '100', '--test-points', '300',
-        '--epochs', '2', '--batchsize', '100', '--hidden', '8', '-k', '2',
+#: The command line of the experiment, run in a process of its own.
+COMMAND = [sys.executable, '-m', 'experiments.robot_arm']
+TINY = ['--train-points', '300', '--val-points', '100', '--test-points', '300',
+        '--epoch', '2', '--batchsize', '100', '--hidden', '8', '-k', '2',
         '--grid', '8']
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location('robot_arm', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-robot_arm = load_script()
 
 
 def test_smoke_run_writes_metrics_table_and_figures(tmp_path):
@@ -62,12 +53,12 @@ BAD = {
     'noise': (['--noise', '0'], '--noise: 0 is not a finite number > 0'),
     'noise_nan': (['--noise', 'nan'], '--noise: nan is not a finite number > 0'),
     'lr_text': (['--lr', 'fast'], "--lr: 'fast' is not a number"),
-    'batch': (['--points', '100', '--batchsize', '101'],
+    'batch': (['--train-points', '100', '--batchsize', '101'],
               '--batchsize 101 is larger than the 100 training points'),
     'lr': (['--lr', '1e-3', '--lr-final', '1e-2'], '--lr-final 0.01 is larger'),
-    'epochs': (['--epochs', '0'], '--epochs: 0 is not >= 1'),
+    'epoch': (['--epoch', '0'], '--epoch/-e/--epochs: 0 is not >= 1'),
     'device': (['--device', 'tpu'], "unknown device 'tpu'"),
-    'memory': (['--points', '10000000000000'], 'this run needs about'),
+    'memory': (['--train-points', '10000000000000'], 'this run needs about'),
     'seed': (['--seed', '-3'], '--seed: -3 is not in [0, 4294967295]'),
     'out_file': (['--out', 'IS_A_FILE'], 'is a file, not a directory'),
     # The quadrature of the Bayes limit: a negative node count, or too many.
@@ -97,7 +88,7 @@ def test_bad_argument_is_one_line_exit_2(case, tmp_path, capsys):
 def test_out_is_a_file_from_the_command_line(tmp_path):
     target = tmp_path / 'file'
     target.write_text('x')
-    result = subprocess.run([sys.executable, SCRIPT, '--out', str(target)],
+    result = subprocess.run(COMMAND + ['--out', str(target)],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.count('\n') == 1 and 'is a file' in result.stderr
@@ -106,7 +97,7 @@ def test_out_is_a_file_from_the_command_line(tmp_path):
 
 def test_a_diverging_run_is_one_line_from_the_command_line(tmp_path):
     out = tmp_path / 'out'
-    result = subprocess.run([sys.executable, SCRIPT, *TINY, '--lr', '1e30', '--out',
+    result = subprocess.run(COMMAND + [*TINY, '--lr', '1e30', '--out',
                              str(out)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.count('\n') == 1 and 'became non-finite' in result.stderr, \
@@ -116,8 +107,8 @@ def test_a_diverging_run_is_one_line_from_the_command_line(tmp_path):
 
 def test_each_model_is_built_as_its_name_says():
     args = robot_arm.make_parser().parse_args(['-k', '3', '--hidden', '4'])
-    kinds = {'least_squares': mdn.LeastSquares, 'per_dimension': mdn.PerDimensionMDN,
-             'joint_diag': mdn.MDN, 'joint_full': mdn.FullCovarianceMDN}
+    kinds = {'least_squares': nets.LeastSquares, 'per_dimension': heads.PerDimensionMDN,
+             'joint_diag': mdn.MDN, 'joint_full': heads.FullCovarianceMDN}
     for name in robot_arm.MODELS:
         model = robot_arm.build(name, args, np.random.default_rng(0))
         assert type(model) is kinds[name]
@@ -132,7 +123,7 @@ def test_each_model_is_built_as_its_name_says():
 # inverse kinematics, so every metric has a value known without training.
 # ---------------------------------------------------------------------------
 
-ARM = datasets.RobotArm()
+ARM = RobotArm()
 #: Each component's standard deviation in radians, and the elbow-up weight.
 SIGMA, PI_UP = 0.05, 0.7
 
@@ -145,41 +136,41 @@ def branches(scaler, xs):
     return (up_down - scaler.y_mean) / scaler.y_scale
 
 
-class ExactJoint(mdn.MDN):
+class Exact(object):
+    """A K = 2 head over (theta1, theta2) whose output is a fixed function
+    `head_from(mu, n)` of both exact solutions mu (2, N, 2), standardised."""
+
+    def __init__(self, scaler):
+        super().__init__(in_dim=2, out_dim=2, hidden=1, k=2)
+        self.scaler = scaler
+
+    def features(self, xs):
+        mu = branches(self.scaler, xs)
+        return chainer.Variable(self.head_from(mu, mu.shape[1]).astype(np.float32))
+
+
+class ExactJoint(Exact, mdn.MDN):
     """A joint diagonal mixture (the script's MDN): elbow up with weight
     PI_UP and elbow down, each N(exact solution, SIGMA^2 I) in radians."""
 
-    def __init__(self, scaler):
-        super().__init__(in_dim=2, out_dim=2, hidden=1, k=2)
-        self.scaler = scaler
-
-    def features(self, xs):
-        mu = branches(self.scaler, xs)                                  # (2, N, 2)
-        n = mu.shape[1]
+    def head_from(self, mu, n):
         ln_var = np.log(SIGMA ** 2) - 2 * np.log(self.scaler.y_scale)
-        head = np.concatenate([np.tile(np.log([PI_UP, 1 - PI_UP]), (n, 1)),
+        return np.concatenate([np.tile(np.log([PI_UP, 1 - PI_UP]), (n, 1)),
                                mu.transpose(1, 0, 2).reshape(n, 4),
                                np.tile(ln_var, (n, 2))], axis=1)
-        return chainer.Variable(head.astype(np.float32))
 
 
-class MixedPerDimension(mdn.PerDimensionMDN):
+class MixedPerDimension(Exact, heads.PerDimensionMDN):
     """A per-dimension mixture whose most probable theta1 is elbow up's and
     whose most probable theta2 is elbow down's, at every position."""
 
-    def __init__(self, scaler):
-        super().__init__(in_dim=2, out_dim=2, hidden=1, k=2)
-        self.scaler = scaler
-
-    def features(self, xs):
-        mu = branches(self.scaler, xs)                                  # (2, N, 2)
-        n = mu.shape[1]
+    def head_from(self, mu, n):
         per_dim = []
         for d, logits in ((0, [0.0, -1.0]), (1, [-1.0, 0.0])):
             per_dim += [np.tile(logits, (n, 1)), mu[:, :, d].T,
                         np.full((n, 2), np.log(SIGMA ** 2) - 2 * np.log(
                             self.scaler.y_scale[d]))]
-        return chainer.Variable(np.concatenate(per_dim, axis=1).astype(np.float32))
+        return np.concatenate(per_dim, axis=1)
 
 
 def two_valued_angles(n, rng):
@@ -199,7 +190,7 @@ def two_valued_angles(n, rng):
 def case():
     rng = np.random.default_rng(5)
     theta_train, x_train = ARM.sample(2000, rng)
-    scaler = train.Standardizer(x_train, theta_train)
+    scaler = preprocess.Standardizer(x_train, theta_train)
     theta = two_valued_angles(400, rng)
     return scaler, ARM.forward_kinematics(theta), theta
 
@@ -282,7 +273,7 @@ def test_branch_mixing_on_known_predictions(case):
 def drawn(case):
     """Each model of the figures: exact ones and an (untrained) least-squares net."""
     scaler, x, theta = case
-    models = {'least_squares': mdn.LeastSquares(in_dim=2, out_dim=2, hidden=4,
+    models = {'least_squares': nets.LeastSquares(in_dim=2, out_dim=2, hidden=4,
                                                 rng=np.random.default_rng(0)),
               'per_dimension': MixedPerDimension(scaler),
               'joint_diag': ExactJoint(scaler), 'joint_full': ExactJoint(scaler)}

@@ -8,14 +8,14 @@ over a dense grid of joint angles, and H(theta | x) as a Monte-Carlo mean.
 import numpy as np
 import pytest
 
-from toy import datasets
+from toy import robot_arm
 
-ARM = datasets.RobotArm()
+ARM = robot_arm.RobotArm()
 
 
 def test_generator_statistics():
     n = 50000
-    x, theta = datasets.robot_arm(n, np.random.default_rng(0))
+    x, theta = robot_arm.generate(n, np.random.default_rng(0))
     assert x.shape == theta.shape == (n, 2)
     assert x.dtype == theta.dtype == np.float32
     (lo1, hi1), (lo2, hi2) = ARM.theta1_range, ARM.theta2_range
@@ -121,4 +121,4 @@ def test_bayes_limit_converges():
 
 def test_bad_sigma_is_refused():
     with pytest.raises(ValueError, match='sigma must be'):
-        datasets.RobotArm(0.0)
+        robot_arm.RobotArm(0.0)

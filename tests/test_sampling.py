@@ -4,7 +4,7 @@ import pytest
 from scipy import stats
 
 import toy  # noqa: F401
-from toy import mdn
+from toy import mdn, mixture
 
 PI = np.array([0.2, 0.5, 0.3])
 MU = np.array([-2.0, 0.0, 3.0])
@@ -23,7 +23,7 @@ def mixture_cdf(pi, mu, sigma):
 
 
 def test_samples_follow_the_mixture_ks():
-    draws = mdn.sample(*tiled(PI, MU, SIGMA, 200), n=100,
+    draws = mixture.sample(*tiled(PI, MU, SIGMA, 200), n=100,
                        rng=np.random.RandomState(0))
     assert draws.shape == (200, 100, 1)
     assert stats.kstest(draws.ravel(), mixture_cdf(PI, MU, SIGMA)).pvalue > 0.01
@@ -36,7 +36,7 @@ def test_rows_use_their_own_mixture():
     logits = np.log(np.array([[0.999, 0.001], [0.001, 0.999]]))
     mu = np.array([[[-5.0, 1.0], [5.0, 2.0]], [[-5.0, 1.0], [5.0, 2.0]]])
     ln_var = np.full((2, 2, 2), -6.0)
-    draws = mdn.sample(logits, mu, ln_var, n=2000, rng=np.random.RandomState(1))
+    draws = mixture.sample(logits, mu, ln_var, n=2000, rng=np.random.RandomState(1))
     assert draws.shape == (2, 2000, 2)
     np.testing.assert_allclose(np.median(draws, axis=1), [[-5, 1], [5, 2]], atol=0.01)
 
@@ -44,7 +44,7 @@ def test_rows_use_their_own_mixture():
 def test_low_temperature_picks_components_by_pi_power():
     # tau = 0.5 chooses component k with pi_k^2 / sum pi_j^2.
     mu = np.array([-100.0, 0.0, 100.0])
-    draws = mdn.sample(*tiled(PI, mu, np.ones(3), 100), n=1000, temperature=0.5,
+    draws = mixture.sample(*tiled(PI, mu, np.ones(3), 100), n=1000, temperature=0.5,
                        rng=np.random.RandomState(2)).ravel()
     freq = np.array([(draws < -50).mean(), (abs(draws) < 50).mean(),
                      (draws > 50).mean()])
@@ -56,7 +56,7 @@ def test_low_temperature_picks_components_by_pi_power():
 def test_temperature_scales_the_variance():
     one = tiled(np.ones(1), np.array([1.0]), np.array([0.5]), 1000)
     for tau in (0.25, 1.0, 2.0):
-        draws = mdn.sample(*one, n=100, temperature=tau,
+        draws = mixture.sample(*one, n=100, temperature=tau,
                            rng=np.random.RandomState(3)).ravel()
         # the sample variance of 1e5 draws is within 2% of tau * sigma^2 (5 sd)
         np.testing.assert_allclose(draws.var(), tau * 0.25, rtol=0.02)
@@ -65,28 +65,28 @@ def test_temperature_scales_the_variance():
 
 def test_temperature_near_zero_gives_the_most_probable_mean():
     logits, mu, ln_var = tiled(PI, MU, SIGMA, 10)
-    draws = mdn.sample(logits, mu, ln_var, n=100, temperature=1e-8,
+    draws = mixture.sample(logits, mu, ln_var, n=100, temperature=1e-8,
                        rng=np.random.RandomState(4))
     np.testing.assert_allclose(draws, 0.0, atol=1e-3)
-    np.testing.assert_array_equal(mdn.most_probable_mean(logits, mu), 0.0)
+    np.testing.assert_array_equal(mixture.most_probable_mean(logits, mu), 0.0)
 
 
 @pytest.mark.parametrize('tau', [0.0, -1.0, float('nan'), float('inf')])
 def test_bad_temperature_is_refused(tau):
     with pytest.raises(ValueError, match='temperature'):
-        mdn.sample(*tiled(PI, MU, SIGMA, 2), temperature=tau)
+        mixture.sample(*tiled(PI, MU, SIGMA, 2), temperature=tau)
 
 
 def test_same_seed_same_draws():
     params = tiled(PI, MU, SIGMA, 5)
-    a = mdn.sample(*params, n=7, rng=np.random.RandomState(5))
-    b = mdn.sample(*params, n=7, rng=np.random.RandomState(5))
+    a = mixture.sample(*params, n=7, rng=np.random.RandomState(5))
+    b = mixture.sample(*params, n=7, rng=np.random.RandomState(5))
     np.testing.assert_array_equal(a, b)
 
 
 def test_mixture_mean():
     logits, mu, _ = tiled(PI, MU, SIGMA, 3)
-    np.testing.assert_allclose(mdn.mixture_mean(logits, mu), (PI * MU).sum(), rtol=1e-12)
+    np.testing.assert_allclose(mixture.mixture_mean(logits, mu), (PI * MU).sum(), rtol=1e-12)
 
 
 def test_model_samples_and_refuses_non_finite_input():
@@ -101,7 +101,7 @@ def test_model_samples_and_refuses_non_finite_input():
 def test_float32_mixture_gives_float32_samples():
     # NumPy 2 (NEP 50) promotes float32 * numpy.float64 scalar to float64.
     params = [a.astype(np.float32) for a in tiled(PI, MU, SIGMA, 3)]
-    assert mdn.sample(*params, n=2, temperature=0.7).dtype == np.float32
+    assert mixture.sample(*params, n=2, temperature=0.7).dtype == np.float32
 
 
 @pytest.mark.parametrize('n_rows, k', [(1, 3), (4, 1), (1, 1), (5, 3)])
@@ -113,7 +113,7 @@ def test_the_callers_arrays_are_untouched(n_rows, k):
               rng.normal(0, 1, (n_rows, k, 2)).astype(np.float32),
               rng.normal(0, 1, (n_rows, k, 2)).astype(np.float32))
     before = [a.copy() for a in params]
-    mdn.sample(*params, n=3, temperature=0.5, rng=np.random.RandomState(0))
+    mixture.sample(*params, n=3, temperature=0.5, rng=np.random.RandomState(0))
     for a, b in zip(params, before):
         np.testing.assert_array_equal(a, b)
 
@@ -129,23 +129,23 @@ def test_tiny_temperature_tends_to_the_most_probable_mean(dtype, tau):
                    [[10.0], [20.0], [30.0]]], dtype)
     ln_var = np.array([[[0.0], [1.0], [-1.0]], [[2.0], [0.5], [0.0]],
                        [[3.0], [-3.0], [1.0]]], dtype)
-    draws = mdn.sample(logits, mu, ln_var, n=50, temperature=tau,
+    draws = mixture.sample(logits, mu, ln_var, n=50, temperature=tau,
                        rng=np.random.RandomState(6))
     assert draws.dtype == dtype
     np.testing.assert_array_equal(
-        draws, np.broadcast_to(mdn.most_probable_mean(logits, mu)[:, None], draws.shape))
-    np.testing.assert_array_equal(mdn.most_probable_mean(logits, mu)[:, 0], [2, -1, 30])
+        draws, np.broadcast_to(mixture.most_probable_mean(logits, mu)[:, None], draws.shape))
+    np.testing.assert_array_equal(mixture.most_probable_mean(logits, mu)[:, 0], [2, -1, 30])
 
 
 @pytest.mark.parametrize('tau', [1e4 * (1 + 1e-9), 1e5, 1e300])
 def test_temperature_above_the_documented_range_is_refused(tau):
     """Issue 8, defect 4: tau = 1e300 gave +-inf draws (sqrt(tau) sigma overflows)."""
     with pytest.raises(ValueError, match=r'temperature must be in \(0, 10000'):
-        mdn.sample(*tiled(PI, MU, SIGMA, 2), temperature=tau)
+        mixture.sample(*tiled(PI, MU, SIGMA, 2), temperature=tau)
 
 
 def test_largest_temperature_gives_finite_draws_of_its_spread():
-    draws = mdn.sample(*[a.astype(np.float32) for a in tiled(PI, MU, SIGMA, 200)],
+    draws = mixture.sample(*[a.astype(np.float32) for a in tiled(PI, MU, SIGMA, 200)],
                        n=100, temperature=1e4, rng=np.random.RandomState(7))
     assert np.isfinite(draws).all()
     # Components all but equally likely, each 100 sigma wide: the variance
@@ -161,7 +161,7 @@ def test_non_finite_logits_give_no_draw(row):
     logits[1] = row
     with pytest.raises(ValueError, match=r'^sample: logits holds [1-3] NaN or inf '
                                          r'value\(s\), the first in row 1'):
-        mdn.sample(logits, mu, ln_var, rng=np.random.RandomState(0))
+        mixture.sample(logits, mu, ln_var, rng=np.random.RandomState(0))
 
 
 def full_params(rows=2, k=2, d=2):
@@ -173,11 +173,11 @@ def full_params(rows=2, k=2, d=2):
 def test_full_covariance_temperature_above_the_range_is_refused(tau):
     """Issue 17, item 13: sample_full took tau = 1e80 and drew +-inf."""
     with pytest.raises(ValueError, match=r'temperature must be in \(0, 10000\], got'):
-        mdn.sample_full(*full_params(), temperature=tau)
+        mixture.sample_full(*full_params(), temperature=tau)
 
 
-@pytest.mark.parametrize('sampler, params', [(mdn.sample, tiled(PI, MU, SIGMA, 2)),
-                                             (mdn.sample_full, full_params())])
+@pytest.mark.parametrize('sampler, params', [(mixture.sample, tiled(PI, MU, SIGMA, 2)),
+                                             (mixture.sample_full, full_params())])
 @pytest.mark.parametrize('tau', ['1', None, True])
 def test_a_temperature_that_is_not_a_number_is_a_clear_type_error(sampler, params, tau):
     with pytest.raises(TypeError, match=r'^temperature must be a number in \(0, '
@@ -189,9 +189,9 @@ def test_mixtures_of_other_shapes_are_refused():
     logits, mu, ln_var = tiled(PI, MU, SIGMA, 3)
     with pytest.raises(ValueError, match=r'^sample needs logits \(N, K\), mu and ln_var '
                                          r'\(N, K, D\)'):
-        mdn.sample(logits, mu, ln_var[:, :, [0, 0]])
+        mixture.sample(logits, mu, ln_var[:, :, [0, 0]])
     with pytest.raises(ValueError, match=r'^sample_full needs .*lower \(N, K, D\(D-1\)/2\)'):
-        mdn.sample_full(*full_params()[:3], np.zeros((2, 2, 3)))
+        mixture.sample_full(*full_params()[:3], np.zeros((2, 2, 3)))
 
 
 @pytest.mark.parametrize('tau', [1e-300, 1e-50, 1e-8])
@@ -201,7 +201,7 @@ def test_full_covariance_tiny_temperature_draws_the_most_probable_mean(tau):
     logits = np.array([[0, 1, -1], [2, 0, 1], [0, 0, 3]], np.float32)
     mu = np.arange(18, dtype=np.float32).reshape(3, 3, 2)
     log_diag, lower = np.full((3, 3, 2), -30, np.float32), np.zeros((3, 3, 1), np.float32)
-    draws = mdn.sample_full(logits, mu, log_diag, lower, n=50, temperature=tau,
+    draws = mixture.sample_full(logits, mu, log_diag, lower, n=50, temperature=tau,
                             rng=np.random.RandomState(0))
     want = mu[np.arange(3), logits.argmax(axis=1)]
     np.testing.assert_allclose(draws, np.broadcast_to(want[:, None], draws.shape),

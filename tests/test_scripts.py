@@ -17,11 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def load(name):
-    spec = importlib.util.spec_from_file_location(
-        name, os.path.join(ROOT, 'experiments', name + '.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module('experiments.' + name)
 
 
 def tree(folder):
@@ -72,10 +68,10 @@ def test_seed_and_out_are_checked_before_any_work(script, argv, message, tmp_pat
 @pytest.mark.parametrize('script, argv', [
     ('bishop_demmdn1', ['--hidden', str(10 ** 9)]),
     ('bishop_demmdn1', ['-k', str(10 ** 9)]),
-    ('bishop_demmdn1', ['--points', str(10 ** 10)]),
+    ('bishop_demmdn1', ['--train-points', str(10 ** 10)]),
     ('otoro_2015', ['--hidden', str(10 ** 9)]),
-    ('otoro_2015', ['--mse-hidden', str(10 ** 10)]),
-    ('otoro_2015', ['--points', str(10 ** 10)]),
+    ('otoro_2015', ['--least-squares-hidden', str(10 ** 10)]),
+    ('otoro_2015', ['--train-points', str(10 ** 10)]),
     ('benchmark', ['--batch-sizes', '100', str(10 ** 10)]),
     ('benchmark', ['--sample-rows', str(10 ** 12)]),
 ])
@@ -116,13 +112,13 @@ def test_bishop_densities_are_images_on_one_colour_scale():
 # experiments/sweep_scaleout.py: a 12-minute measurement with a server of its own
 # ---------------------------------------------------------------------------
 
-SCALEOUT = os.path.join(ROOT, 'experiments', 'sweep_scaleout.py')
+SCALEOUT = [sys.executable, '-m', 'experiments.sweep_scaleout']
 
 
 def test_scaleout_help_runs_nothing(tmp_path):
     """--help was taken as the output folder, and the whole measurement ran."""
     start = time.time()
-    proc = subprocess.run([sys.executable, SCALEOUT, '--help'], capture_output=True,
+    proc = subprocess.run(SCALEOUT + ['--help'], capture_output=True,
                           text=True, timeout=60, cwd=str(tmp_path))
     assert proc.returncode == 0 and proc.stderr == ''
     assert proc.stdout.startswith('usage: sweep_scaleout.py') and '--out' in proc.stdout
@@ -137,7 +133,7 @@ def test_scaleout_help_runs_nothing(tmp_path):
 ])
 def test_scaleout_bad_arguments_are_one_line(argv, message, tmp_path):
     (tmp_path / 'file').write_text('kept')
-    proc = subprocess.run([sys.executable, SCALEOUT] + [a.format(tmp=tmp_path)
+    proc = subprocess.run(SCALEOUT + [a.format(tmp=tmp_path)
                                                         for a in argv],
                           capture_output=True, text=True, timeout=60, cwd=str(tmp_path))
     assert proc.returncode == 2 and proc.stdout == ''
@@ -182,14 +178,14 @@ def command_lines_naming(text):
 @pytest.mark.skipif(not os.path.isdir('/proc'), reason='reads /proc')
 def test_scaleout_sigterm_stops_its_server_and_sweeps(tmp_path):
     """Killed with SIGTERM, the script left its PostgreSQL server running."""
-    import pg_server
+    from tools import pg_server
     try:
         pg_server.bin_dir()
     except pg_server.Unavailable as e:
         if os.environ.get('CI'):
             pytest.fail('CI is set but there is no PostgreSQL server: {}'.format(e))
         pytest.skip(str(e))
-    proc = subprocess.Popen([sys.executable, SCALEOUT, '--out', str(tmp_path / 'out')],
+    proc = subprocess.Popen(SCALEOUT + ['--out', str(tmp_path / 'out')],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=ROOT)
     try:
@@ -226,9 +222,10 @@ def test_scaleout_sigterm_stops_its_server_and_sweeps(tmp_path):
 import ast  # noqa: E402
 import re  # noqa: E402
 
-#: The one function in experiments/ that deletes: the step folders of a folder
+#: The one function in experiments/ and tools/ that deletes what it did not
+#: make with tempfile.mkdtemp: the step folders of a folder
 #: gpu_check.py marked as its own.
-MARKED_FOLDER_HELPER = ('experiments/gpu_check.py', 'remove_own')
+MARKED_FOLDER_HELPER = ('tools/gpu_check.py', 'remove_own')
 #: Calls that delete or move files away: any `.rmtree(`, `.unlink(`, ..., and
 #: these on os or shutil only (`list.remove`, `str.replace` are not).
 DELETING = {'rmtree', 'unlink', 'rmdir', 'removedirs'}
@@ -238,9 +235,15 @@ DELETING_OS = {('os', 'remove'), ('os', 'rename'), ('os', 'replace'),
 
 def deleting_calls(path):
     """[(line, name of the enclosing function or None)] of the deleting calls
-    in Python file `path`, and of string literals naming rm / rmdir / mv."""
+    in Python file `path`, and of string literals naming rm / rmdir / mv; a
+    call that deletes what the same file made with tempfile.mkdtemp (the
+    same expression, e.g. self.root) is not counted."""
     with open(path) as f:
         module = ast.parse(f.read(), path)
+    made = {ast.unparse(target) for node in ast.walk(module)
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
+            and ast.unparse(node.value.func) == 'tempfile.mkdtemp'
+            for target in node.targets}
     found = []
 
     def visit(node, function):
@@ -250,7 +253,8 @@ def deleting_calls(path):
             f = node.func
             name = f.attr if isinstance(f, ast.Attribute) else getattr(f, 'id', None)
             owner = getattr(f.value, 'id', None) if isinstance(f, ast.Attribute) else None
-            if name in DELETING or (owner, name) in DELETING_OS:
+            temporary = node.args and ast.unparse(node.args[0]) in made
+            if (name in DELETING or (owner, name) in DELETING_OS) and not temporary:
                 found.append((node.lineno, function))
         if isinstance(node, ast.Constant) and node.value in ('rm', 'rmdir', 'mv'):
             found.append((node.lineno, function))
@@ -258,6 +262,16 @@ def deleting_calls(path):
             visit(child, function)
     visit(module, None)
     return found
+
+
+def test_a_deletion_of_what_the_file_did_not_make_with_mkdtemp_is_counted(tmp_path):
+    path = tmp_path / 'script.py'
+    path.write_text('import shutil, tempfile\n'
+                    'def f(other):\n'
+                    '    root = tempfile.mkdtemp()\n'
+                    '    shutil.rmtree(root)\n'
+                    '    shutil.rmtree(other)\n')
+    assert deleting_calls(str(path)) == [(5, 'f')]
 
 
 def scripts(*folders):
@@ -269,7 +283,8 @@ def scripts(*folders):
 def test_python_scripts_delete_only_through_the_marked_folder_helper():
     """gpu_check.py --out . deleted the repository's tests/: no script in
     experiments/ or tools/ may delete but through gpu_check's remove_own,
-    which refuses any folder the script did not mark as its own."""
+    which refuses any folder the script did not mark as its own, or a
+    temporary folder it made itself (pg_server's server folder)."""
     helper_calls, stray = 0, []
     for rel in scripts('experiments', 'tools'):
         if not rel.endswith('.py'):

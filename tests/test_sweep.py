@@ -2,7 +2,6 @@
 errors, exactly-once training with several workers, crash recovery, failed
 runs, and what the exported table and figures count."""
 import csv
-import importlib.util
 import json
 import os
 import shutil
@@ -20,17 +19,16 @@ import sqlalchemy
 from scipy.special import logsumexp
 from scipy.stats import norm
 
-from toy import datasets
+from toy import checkpoint, datasets, floor, storage
 from toy import sweep as engine
+from experiments import sweep_mixtures as sweep, sweep_summary
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(ROOT, 'experiments', 'sweep_mixtures.py')
-spec = importlib.util.spec_from_file_location('sweep_mixtures', SCRIPT)
-sweep = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(sweep)
+#: The command line of the sweep, run in a process of its own.
+COMMAND = [sys.executable, '-m', 'experiments.sweep_mixtures']
 
-TINY = ['--dataset', 'bishop', '--mixtures', '1', '2', '--seeds', '1',
-        '--epochs', '3', '--eval-every', '1', '--train-points', '200',
+TINY = ['--dataset', 'bishop', '-k', '1', '2', '--runs', '1',
+        '--epoch', '3', '--eval-every', '1', '--train-points', '200',
         '--val-points', '100', '--test-points', '500', '--batchsize', '100',
         '--hidden', '8', '--no-floor']
 #: Short heartbeats, so a killed worker's run is stale after 2 s.
@@ -76,7 +74,7 @@ def wait_for(out, complete, timeout=120, running=1):
 
 
 def cli(out, *argv, env=FAST, **kwargs):
-    return subprocess.Popen([sys.executable, SCRIPT, '--out', str(out)] + list(argv),
+    return subprocess.Popen(COMMAND + ['--out', str(out)] + list(argv),
                             env=env, cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **kwargs)
 
@@ -100,7 +98,7 @@ def snapshot(folder):
 
 def refused(argv, cwd=ROOT):
     """Run the script on argv; (exit status, stderr)."""
-    proc = subprocess.run([sys.executable, SCRIPT] + argv, env=FAST, cwd=cwd,
+    proc = subprocess.run(COMMAND + argv, env=FAST, cwd=cwd,
                           capture_output=True, text=True, timeout=300)
     return proc.returncode, proc.stderr
 
@@ -128,7 +126,7 @@ def copy_of_swept(swept, tmp_path):
 def study_at(tmp_path, name='grid'):
     """(url, study) of a new study in an SQLite file."""
     url = 'sqlite:///' + str(tmp_path / 'study.db')
-    return url, engine.open_study(engine.connect(url), name, {'script': 'test'})
+    return url, storage.open_study(storage.connect(url), name, {'script': 'test'})
 
 
 def by_key(point):
@@ -147,7 +145,7 @@ def by_key(point):
     ['--batchsize', '5000', '--train-points', '100'],
     ['--device', 'bogus'],
     ['--activation', 'softsign'],
-    ['--epochs', '3'],
+    ['--epoch', '3'],
     ['--storage', 'not a url'],
     ['--storage', 'nosuchdb://x/y'],
     ['--seeds', str(10 ** 9)],
@@ -174,9 +172,9 @@ def test_bad_arguments_exit_2_with_one_line(argv, tmp_path, capsys):
 
 def test_default_eval_every_above_epochs_says_what_to_pass(capsys):
     with pytest.raises(SystemExit):
-        sweep.main(['--epochs', '3'])
+        sweep.main(['--epoch', '3'])
     err = capsys.readouterr().err
-    assert ('--eval-every 5 (the default) is more than --epochs 3: pass '
+    assert ('--eval-every 5 (the default) is more than --epoch 3: pass '
             '--eval-every 3 or less') in err
 
 
@@ -233,10 +231,10 @@ def test_unusable_storage_exit_2_with_one_line(tmp_path, make, says, capsys):
 
 
 def test_storage_url_names_the_installed_postgresql_driver():
-    assert engine.storage_url('postgresql://u:p@h:5/d') == 'postgresql+psycopg://u:p@h:5/d'
-    assert engine.storage_url('postgres://u@h/d') == 'postgresql+psycopg://u@h/d'
-    assert engine.storage_url('sqlite:///a/b.db') == 'sqlite:///a/b.db'
-    assert 'secret' not in engine.shown('postgresql+psycopg://u:secret@h/d')
+    assert storage.storage_url('postgresql://u:p@h:5/d') == 'postgresql+psycopg://u:p@h:5/d'
+    assert storage.storage_url('postgres://u@h/d') == 'postgresql+psycopg://u@h/d'
+    assert storage.storage_url('sqlite:///a/b.db') == 'sqlite:///a/b.db'
+    assert 'secret' not in storage.shown('postgresql+psycopg://u:secret@h/d')
 
 
 @pytest.mark.parametrize('url, says', [
@@ -244,14 +242,14 @@ def test_storage_url_names_the_installed_postgresql_driver():
     ('sqlite:///:memory:', 'in-memory database, which the worker processes cannot share'),
 ])
 def test_in_memory_sqlite_is_refused_saying_why(url, says):
-    with pytest.raises(engine.StorageError, match=says):
-        engine.connect(engine.storage_url(url))
+    with pytest.raises(storage.StorageError, match=says):
+        storage.connect(storage.storage_url(url))
 
 
 @pytest.mark.parametrize('text', ['postgresql://u@[::1:5432/db', 'postgresql://u@h:x/db'])
 def test_url_with_a_bad_port_is_not_a_database_url(text):
-    with pytest.raises(engine.StorageError, match='is not a database URL'):
-        engine.storage_url(text)
+    with pytest.raises(storage.StorageError, match='is not a database URL'):
+        storage.storage_url(text)
 
 
 def test_storage_url_never_takes_over_a_file_end_to_end(tmp_path):
@@ -281,7 +279,7 @@ def test_report_only_with_nothing_to_report_keeps_every_file_end_to_end(swept, t
         out = str(tmp_path / name / 'out')
         shutil.copytree(swept, out)
         damage(out)
-        procs[name] = cli(out, *(TINY + ['--report-only', '--epochs', '4']))
+        procs[name] = cli(out, *(TINY + ['--report-only', '--epoch', '4']))
     before = snapshot(tmp_path)
     held = sweep.config_id(sweep.parse_args(TINY + ['--out', swept]))
     errors = {}
@@ -291,7 +289,7 @@ def test_report_only_with_nothing_to_report_keeps_every_file_end_to_end(swept, t
         assert '--report-only: nothing to report' in errors[name], errors[name]
         assert cases[name][1] in errors[name], errors[name]
     # It names what the study holds, and the options that select it.
-    assert 'it holds config {} (3 runs of bishop inverse, K 0 1 2: --epochs 3)'.format(
+    assert 'it holds config {} (3 runs of bishop inverse, K 0 1 2: --epoch 3)'.format(
         held) in errors['other']
     assert snapshot(tmp_path) == before
 
@@ -301,20 +299,20 @@ def test_report_only_with_nothing_to_report_keeps_every_file_end_to_end(swept, t
     (lambda out: [os.remove(os.path.join(out, name)) for name in ('study.db', 'results.csv',
                                                                  'summary.md')]
      and shutil.rmtree(os.path.join(out, 'models')), []),
-    (lambda out: None, ['--mixtures', '3', '--no-baseline']),
+    (lambda out: None, ['-k', '3', '--no-baseline']),
     (lambda out: None, ['--dataset', 'otoro']),
     (lambda out: None, ['--sigma-min', '0.1']),
 ])
-@pytest.mark.parametrize('floor', [True, False])
+@pytest.mark.parametrize('with_floor', [True, False])
 def test_report_only_with_nothing_to_report_is_refused(copy_of_swept, prepare, extra,
-                                                       floor, capsys, monkeypatch):
+                                                       with_floor, capsys, monkeypatch):
     """The same without a subprocess: a missing study.db beside the exports,
     an empty --out, other K, problems or options, with and without floors
     (none is computed)."""
     prepare(copy_of_swept)
     before = snapshot(copy_of_swept)
-    monkeypatch.setattr(datasets, 'mixture_floor', lambda *a, **kw: pytest.fail('computed'))
-    argv = [a for a in TINY if floor or a != '--no-floor']
+    monkeypatch.setattr(floor, 'mixture_floor', lambda *a, **kw: pytest.fail('computed'))
+    argv = [a for a in TINY if with_floor or a != '--no-floor']
     with pytest.raises(SystemExit) as e:
         sweep.main(argv + extra + ['--out', copy_of_swept, '--report-only'])
     one_line_error(e.value.code, capsys.readouterr().err)
@@ -325,9 +323,9 @@ def test_report_only_leaves_out_k_without_runs_beside_their_floors(copy_of_swept
                                                                    monkeypatch):
     """K = 3 has no run but has a floor: its row is left out (this was a
     TypeError), and K = 1 and 2 are reported."""
-    monkeypatch.setattr(datasets, 'mixture_floor', lambda name, k, *a, **kw: 0.1 * k)
+    monkeypatch.setattr(floor, 'mixture_floor', lambda name, k, *a, **kw: 0.1 * k)
     argv = [a for a in TINY if a != '--no-floor']
-    assert sweep.main(argv + ['--mixtures', '1', '2', '3', '--out', copy_of_swept,
+    assert sweep.main(argv + ['-k', '1', '2', '3', '--out', copy_of_swept,
                               '--report-only', '--no-figures']) == 0
     rows = [line for line in open(os.path.join(copy_of_swept, 'summary.md')).read()
             .splitlines() if line.startswith('| ') and line[2].isdigit()]
@@ -369,7 +367,7 @@ def test_tiny_sweep_rows_scores_and_rerun(tmp_path, capsys):
     assert sweep.main(argv) == 0
     rows = read_csv(os.path.join(out, 'results.csv'))
     assert sorted((r['model'], int(r['k'])) for r in rows) == [
-        ('mdn', 1), ('mdn', 2), ('mse', 0)]
+        ('least_squares', 0), ('mdn', 1), ('mdn', 2)]
     bayes, gaussian = datasets.limits('bishop', 'inverse')
     for r in rows:
         assert r['dataset'] == 'bishop' and r['seed'] == '0'
@@ -413,7 +411,7 @@ def test_summary_splits_the_gap_at_the_k_floor_computed_once(tmp_path, monkeypat
         assert float(cells[4]) == pytest.approx(kept['bishop-inverse-k%d' % k], abs=1e-4)
         assert float(cells[5]) == pytest.approx(nll[k] - bayes - float(cells[4]), abs=2e-4)
     # Kept: a report does not compute them again; a damaged file is redone.
-    monkeypatch.setattr(datasets, 'mixture_floor', lambda *a, **kw: 0.5)
+    monkeypatch.setattr(floor, 'mixture_floor', lambda *a, **kw: 0.5)
     assert sweep.main(argv + ['--report-only']) == 0
     assert json.load(open(os.path.join(out, sweep.FLOOR_FILE))) == kept
     with open(os.path.join(out, sweep.FLOOR_FILE), 'w') as f:
@@ -427,17 +425,17 @@ def test_scores_in_original_units_match_direct_computation(tmp_path):
     """NLL and MSE in the target's units, recomputed from the saved model
     with scipy: the log-Jacobian's sign and MSE's scale**2 are checked."""
     argv = TINY + ['--dataset', 'otoro', '--out', str(tmp_path)]
-    args = sweep.parse_args(argv)
-    for point in sweep.grid(args):
-        value, row = sweep.run_task(point, str(tmp_path), '@numpy')
+    cfg = sweep.parse_args(argv)
+    for point in sweep.grid(cfg):
+        value, row = sweep.run_task(point, cfg)
         model = sweep.build_model(point)
-        scaler = engine.load_model(sweep.model_path(str(tmp_path), point), model)
+        scaler = checkpoint.load(sweep.model_path(cfg, point), model)
         x, y = sweep.splits(point)['test']
         state = scaler.state()
         t_mean, t_scale = [np.asarray(state[k]) for k in sorted(state)
                            if k[0] in 'ty' and k.endswith(('mean', 'scale'))]
         assert np.all(t_scale > 2)  # otoro's target spans about +-10
-        if point['model'] == 'mse':
+        if point['model'] == 'least_squares':
             with __import__('chainer').no_backprop_mode():
                 pred = model.forward(scaler.inputs(x)).array * t_scale + t_mean
             assert float(row['mse']) == pytest.approx(np.mean((pred - y) ** 2), rel=1e-4)
@@ -457,10 +455,10 @@ def test_scores_in_original_units_match_direct_computation(tmp_path):
 def test_progress_and_summary_count_only_this_grid(tmp_path, capsys):
     out = str(tmp_path)
     base = TINY + ['--out', out, '--jobs', '1', '--no-figures']
-    assert sweep.main(base + ['--seeds', '2']) == 0
+    assert sweep.main(base + ['--runs', '2']) == 0
     capsys.readouterr()
     # Another config beside it: its bar starts at 0 of its own 2 runs.
-    assert sweep.main(base + ['--hidden', '9', '--mixtures', '1']) == 0
+    assert sweep.main(base + ['--hidden', '9', '-k', '1']) == 0
     err = capsys.readouterr().err
     assert '0/2' in err and '2/2' in err and '/6' not in err and '/8' not in err
     rows = read_csv(os.path.join(out, 'results.csv'))
@@ -477,10 +475,10 @@ def test_progress_and_summary_count_only_this_grid(tmp_path, capsys):
 
 def test_diverging_run_is_failed_with_reason_and_excluded(tmp_path, capsys):
     out = str(tmp_path)
-    argv = TINY + ['--out', out, '--jobs', '1', '--no-figures', '--mixtures', '2']
+    argv = TINY + ['--out', out, '--jobs', '1', '--no-figures', '-k', '2']
     assert sweep.main(argv) == 0
     capsys.readouterr()
-    assert sweep.main(argv + ['--mixtures', '1', '2', '--lr', '1e30']) == 0
+    assert sweep.main(argv + ['-k', '1', '2', '--lr', '1e30']) == 0
     # Every run of it fails with its reason: two diverge in training; K = 2
     # ends with a finite NLL (about 1e30) but an infinite MSE, which is a
     # failure too, not a finished run that export would skip.
@@ -501,9 +499,9 @@ def test_diverging_run_is_failed_with_reason_and_excluded(tmp_path, capsys):
     assert 'Best K' not in summary
     # Not retried unless asked; then retried (and it fails again).
     numbers = len(trials(out))
-    assert sweep.main(argv + ['--mixtures', '1', '2', '--lr', '1e30']) == 0
+    assert sweep.main(argv + ['-k', '1', '2', '--lr', '1e30']) == 0
     assert len(trials(out)) == numbers
-    assert sweep.main(argv + ['--mixtures', '1', '2', '--lr', '1e30',
+    assert sweep.main(argv + ['-k', '1', '2', '--lr', '1e30',
                               '--retry-failed']) == 0
     assert len(trials(out)) == numbers + len(failed)
 
@@ -588,7 +586,7 @@ def test_bad_model_files_are_refused_with_one_line(tmp_path, damage, capsys):
 
 def test_two_invocations_train_each_point_once(tmp_path):
     """Two commands at once on one study, as two machines would run them."""
-    argv = TINY + ['--mixtures', '1', '2', '3', '--seeds', '2', '--jobs', '1',
+    argv = TINY + ['-k', '1', '2', '3', '--runs', '2', '--jobs', '1',
                    '--no-figures']
     procs = [cli(tmp_path, *argv) for _ in range(2)]
     for proc in procs:
@@ -605,7 +603,7 @@ def test_point_claimed_elsewhere_after_the_read_keeps_the_worker_waiting(tmp_pat
     one can: the worker must wait for it, not end and export a table without it
     (which the two-machine PostgreSQL test once caught)."""
     url = 'sqlite:///' + str(tmp_path / 'study.db')
-    study = engine.open_study(engine.connect(url), 'race', {'script': 'test'})
+    study = storage.open_study(storage.connect(url), 'race', {'script': 'test'})
     engine.enqueue(study, [{'k': 1}], key=lambda p: 'p1')
     read = study.get_trials(deepcopy=False)
     assert study._storage.set_trial_state_values(read[0]._trial_id,
@@ -615,7 +613,7 @@ def test_point_claimed_elsewhere_after_the_read_keeps_the_worker_waiting(tmp_pat
 
 
 def test_killed_worker_is_recovered_without_loss_or_duplicate(tmp_path):
-    argv = TINY + ['--mixtures', '1', '2', '3', '--epochs', '150',
+    argv = TINY + ['-k', '1', '2', '3', '--epoch', '150',
                    '--train-points', '1000', '--jobs', '1', '--no-figures']
     proc = cli(tmp_path, *argv, start_new_session=True)
     wait_for(tmp_path, complete=1)
@@ -637,7 +635,7 @@ def test_killed_worker_is_recovered_without_loss_or_duplicate(tmp_path):
 
 
 def test_ctrl_c_stops_workers_with_one_line(tmp_path):
-    argv = TINY + ['--mixtures', '1', '2', '--epochs', '200',
+    argv = TINY + ['-k', '1', '2', '--epoch', '200',
                    '--train-points', '2000', '--jobs', '2', '--no-figures']
     # Ctrl-C as a terminal sends it, to a sweep that did not inherit SIGINT
     # ignored (as commands started in the background by a shell do).
@@ -669,17 +667,18 @@ def test_spread_components_is_a_config_of_its_own_and_is_applied(tmp_path):
     """--spread-components starts each MDN spread over the standardised
     training targets (seen after a run too short to move it) and has a config
     of its own, while the runs made without it keep their config."""
-    slow = ['--lr', '1e-9', '--lr-final', '1e-9', '--epochs', '1']
+    slow = ['--lr', '1e-9', '--lr-final', '1e-9', '--epoch', '1']
     plain = sweep.parse_args(TINY + slow + ['--out', str(tmp_path / 'a')])
     spread = sweep.parse_args(TINY + slow + ['--spread-components',
                                              '--out', str(tmp_path / 'b')])
-    assert sweep.config(plain) == {k: getattr(plain, k) for k in sweep.CONFIG_KEYS}
+    assert sweep.config(plain) == {k: getattr(plain, sweep.RECORDED_OPTION.get(k, k))
+                                   for k in sweep.CONFIG_KEYS}
     assert sweep.config_id(spread) != sweep.config_id(plain)
     for args in (plain, spread):
         point = next(p for p in sweep.grid(args) if p['k'] == 2)
-        sweep.run_task(point, args.out, '@numpy')
+        sweep.run_task(point, args)
         model = sweep.build_model(point)
-        scaler = engine.load_model(sweep.model_path(args.out, point), model)
+        scaler = checkpoint.load(sweep.model_path(args, point), model)
         data = sweep.splits(point)
         t = scaler.targets(data['train'][1])
         _, mu, ln_var = model.mixture(scaler.inputs(data['test'][0]))
@@ -697,9 +696,9 @@ def test_sigma_min_floors_every_component_the_sweep_trains(tmp_path):
     assert sweep.config(args)['sigma_min'] == 0.5
     assert sweep.config_id(args) != sweep.config_id(sweep.parse_args(argv))
     point = next(p for p in sweep.grid(args) if p['k'] == 2)
-    sweep.run_task(point, args.out, '@numpy')
+    sweep.run_task(point, args)
     model = sweep.build_model(point)
-    scaler = engine.load_model(sweep.model_path(args.out, point), model)
+    scaler = checkpoint.load(sweep.model_path(args, point), model)
     _, _, ln_var = model.mixture(scaler.inputs(sweep.splits(point)['test'][0]))
     assert np.exp(0.5 * ln_var).min() >= 0.5 * (1 - 1e-6)
 
@@ -814,8 +813,42 @@ def test_best_k_is_the_k_with_the_lowest_mean_nll():
     nll = {1: [2.0, 2.2], 2: [0.9, 1.3], 3: [1.0, 1.1], 5: [3.0]}
     rows = [dict(dataset='bishop', model='mdn', k=k, nll=v) for k in nll for v in nll[k]]
     rows += [dict(dataset='otoro', model='mdn', k=5, nll=-9.0),
-             dict(dataset='bishop', model='mse', k=1, nll=-9.0)]
-    assert sweep.best_k(rows, 'bishop', [1, 2, 3, 5]) == 3
-    assert sweep.best_k(rows, 'bishop', [1, 2, 4]) == 2
-    assert sweep.best_k(rows, 'bishop', [5, 1]) == 1
-    assert sweep.best_k(rows, 'worldmodels', [1, 2]) is None
+             dict(dataset='bishop', model='least_squares', k=1, nll=-9.0)]
+    assert sweep_summary.best_k(rows, 'bishop', [1, 2, 3, 5]) == 3
+    assert sweep_summary.best_k(rows, 'bishop', [1, 2, 4]) == 2
+    assert sweep_summary.best_k(rows, 'bishop', [5, 1]) == 1
+    assert sweep_summary.best_k(rows, 'worldmodels', [1, 2]) is None
+
+
+def test_sweep_config_layout_is_where_the_files_are(swept, tmp_path):
+    """SweepConfig owns the output layout: results.csv, summary.md, the
+    models of its grid, the SQLite study and the floors are at its paths."""
+    cfg = sweep.parse_args(TINY + ['--out', swept])
+    assert os.path.isfile(cfg.results_path) and os.path.isfile(cfg.summary_path)
+    assert sorted(os.listdir(cfg.models)) == sorted(
+        os.path.basename(sweep.model_path(cfg, p)) for p in sweep.grid(cfg))
+    assert cfg.url == 'sqlite:///' + os.path.join(swept, 'study.db')
+    assert sweep.finished(cfg) == {sweep.key(p) for p in sweep.grid(cfg)}
+    assert cfg.floor_path == os.path.join(swept, sweep.FLOOR_FILE)
+    elsewhere = sweep.SweepConfig(out=str(tmp_path), floor_file=str(tmp_path / 'f.json'),
+                                  storage='sqlite:///' + str(tmp_path / 'x.db'))
+    assert (elsewhere.floor_path, elsewhere.url) == (
+        str(tmp_path / 'f.json'), 'sqlite:///' + str(tmp_path / 'x.db'))
+    # Nothing is made by asking a storage that holds no study.
+    assert sweep.finished(elsewhere) == set() and os.listdir(tmp_path) == []
+
+
+def test_a_baseline_stored_as_mse_is_read_as_least_squares(tmp_path):
+    """The committed studies name the least-squares baseline 'mse' in keys,
+    points and rows: the same key now, and exported as least_squares."""
+    url, study = study_at(tmp_path, sweep.STUDY)
+    cfg = sweep.SweepConfig(out=str(tmp_path), dataset=['bishop'], k=[1], runs=1)
+    point = next(p for p in sweep.grid(cfg) if p['model'] == 'least_squares')
+    stored = dict(point, model='mse')
+    assert sweep.key(point) == sweep.key(stored) and '-mse-k0-' in sweep.key(point)
+    row = dict({k: stored[k] for k in sweep.KEY}, mse='0.5', train_seconds='1.0')
+    study.add_trial(optuna.trial.create_trial(value=0.5, user_attrs={
+        'key': sweep.key(stored), 'point': stored, 'row': row}))
+    rows, failed = sweep.export(cfg, study)
+    assert [(r['model'], r['mse']) for r in rows] == [('least_squares', 0.5)] and not failed
+    assert [r['model'] for r in read_csv(cfg.results_path)] == ['least_squares']

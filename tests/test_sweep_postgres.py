@@ -4,19 +4,19 @@ them, bad credentials, no server, and a database that goes away mid-sweep."""
 import csv
 import os
 import subprocess
-import sys
 import time
 
 import optuna
 import pytest
 import sqlalchemy
 
-import pg_server
-from test_sweep import FAST, ROOT, SCRIPT, TINY, sweep
+from tools import pg_server
+from toy import storage
+from test_sweep import COMMAND, FAST, ROOT, TINY, sweep
 
 
 def cli(out, url, *argv):
-    return subprocess.Popen([sys.executable, SCRIPT, '--out', str(out),
+    return subprocess.Popen(COMMAND + ['--out', str(out),
                              '--storage', url] + list(argv), env=FAST, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -24,14 +24,14 @@ def cli(out, url, *argv):
 def study_trials(url):
     try:
         return optuna.load_study(study_name=sweep.STUDY,
-                                 storage=sweep.sweep.storage_url(url)).get_trials()
+                                 storage=storage.storage_url(url)).get_trials()
     except KeyError:  # not made yet
         return []
 
 
 def test_two_machines_share_the_grid_and_train_each_point_once(postgres, tmp_path):
     url = postgres.create_database('two_machines')
-    argv = TINY + ['--mixtures', '1', '2', '3', '--seeds', '2', '--jobs', '1',
+    argv = TINY + ['-k', '1', '2', '3', '--runs', '2', '--jobs', '1',
                    '--no-figures']
     # Separate output folders: nothing shared but the database.
     procs = [cli(tmp_path / name, url, *argv) for name in ('a', 'b')]
@@ -67,7 +67,7 @@ def test_unusable_server_exit_2_with_one_line(postgres, tmp_path, url, says, cap
 
 
 def tables(url):
-    engine = sqlalchemy.create_engine(sweep.sweep.storage_url(url))
+    engine = sqlalchemy.create_engine(storage.storage_url(url))
     try:
         return sorted(sqlalchemy.inspect(engine).get_table_names())
     finally:
@@ -100,8 +100,8 @@ def test_database_of_something_else_is_refused_before_any_write(
 
 def test_database_going_away_stops_workers_with_one_line(postgres, tmp_path):
     url = postgres.create_database('goes_away')
-    proc = cli(tmp_path, url, *(TINY + ['--mixtures', '1', '2', '3', '4', '5', '6',
-                                        '--epochs', '20', '--train-points', '1000',
+    proc = cli(tmp_path, url, *(TINY + ['-k', '1', '2', '3', '4', '5', '6',
+                                        '--epoch', '20', '--train-points', '1000',
                                         '--jobs', '2', '--no-figures']))
     deadline = time.time() + 120
     while time.time() < deadline and not [

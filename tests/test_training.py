@@ -10,7 +10,7 @@ import toy  # noqa: F401
 import chainer
 import chainer.functions as F
 
-from toy import datasets, loss, mdn, train
+from toy import datasets, loss, mdn, nets, preprocess, train, train_custom_loop
 
 CPU = chainer.get_device('@numpy')
 
@@ -25,7 +25,7 @@ def test_k5_beats_k1_on_heldout_nll(tmp_path):
                         rng=np.random.default_rng(seeds[2]))
         train.train(model, x, y, epochs=150, batchsize=100, device=CPU, seed=0,
                     out=str(tmp_path), name='k{}'.format(k), quiet=True)
-        nll[k] = mdn.heldout_nll(model, x_test, y_test)
+        nll[k] = train_custom_loop.heldout_nll(model, x_test, y_test)
     # the data are three-valued in places: one Gaussian cannot follow them
     assert nll[1] - nll[5] >= 0.3, nll
 
@@ -85,7 +85,7 @@ def entry_points(tmp_path):
         return mdn.MDN(hidden=4).loss(x, y)
 
     def heldout(x, y):
-        return mdn.heldout_nll(mdn.MDN(hidden=4), x, y)
+        return train_custom_loop.heldout_nll(mdn.MDN(hidden=4), x, y)
 
     def mixture(x, y):
         return mdn.MDN(hidden=4).mixture(x)
@@ -96,15 +96,15 @@ def entry_points(tmp_path):
                            quiet=True)
 
     def lean(x, y):
-        return train.fit(mdn.MDN(hidden=4), x, y, x, y, epochs=1)
+        return train_custom_loop.fit(mdn.MDN(hidden=4), x, y, x, y, epochs=1)
 
     def lean_validation(x, y):
         good = datasets.worldmodels(10, np.random.default_rng(0))
-        return train.fit(mdn.MDN(hidden=4), *good, x, y, epochs=1)
+        return train_custom_loop.fit(mdn.MDN(hidden=4), *good, x, y, epochs=1)
 
     return {'loss': loss, 'heldout_nll': heldout, 'mixture': mixture,
             'train': trainer, 'fit': lean, 'fit_validation': lean_validation,
-            'evaluate': lambda x, y: train.evaluate(mdn.MDN(hidden=4), x, y)}
+            'evaluate': lambda x, y: train_custom_loop.evaluate(mdn.MDN(hidden=4), x, y)}
 
 
 @pytest.mark.parametrize('case', sorted(BAD))
@@ -129,9 +129,9 @@ def test_float64_and_integer_data_are_cast_to_float32():
     model = mdn.MDN(hidden=4, rng=np.random.default_rng(0))
     want = float(model.loss(x, y).array)
     assert float(model.loss(x.astype(np.float64), y.astype(np.float64)).array) == want
-    assert mdn.heldout_nll(model, x.astype(np.float64), y) == \
-        pytest.approx(mdn.heldout_nll(model, x, y))
-    cx, cy = train.check_data(np.arange(3)[:, None], [[1], [2], [3]])
+    assert train_custom_loop.heldout_nll(model, x.astype(np.float64), y) == \
+        pytest.approx(train_custom_loop.heldout_nll(model, x, y))
+    cx, cy = preprocess.check_data(np.arange(3)[:, None], [[1], [2], [3]])
     assert cx.dtype == cy.dtype == np.float32
 
 
@@ -139,8 +139,8 @@ def test_per_step_losses_skip_the_data_checks(monkeypatch):
     """With type checks off (as the loops run) MDN.loss does no pass over the data;
     each loop checks the whole data once."""
     calls, finite = [], []
-    check, check_finite = train.check_data, loss.check_finite
-    monkeypatch.setattr(train, 'check_data',
+    check, check_finite = preprocess.check_data, loss.check_finite
+    monkeypatch.setattr(preprocess, 'check_data',
                         lambda *a, **k: calls.append(k.get('names')) or check(*a, **k))
     # Nor does the loss check its inputs for NaN and inf (issue 17).
     monkeypatch.setattr(loss, 'check_finite',
@@ -153,7 +153,7 @@ def test_per_step_losses_skip_the_data_checks(monkeypatch):
         model.loss(x, y)
     assert calls == [None] and finite == ['nll_fused_packed']
     calls.clear()
-    train.fit(model, x, y, x, y, epochs=4, batchsize=5, eval_every=4)
+    train_custom_loop.fit(model, x, y, x, y, epochs=4, batchsize=5, eval_every=4)
     # training data once, validation data once, and once per evaluation
     assert calls == [None, ('x_val', 'y_val'), None]
     assert finite == ['nll_fused_packed']
@@ -167,7 +167,7 @@ def test_standardizer_converts_nll_and_targets_to_original_units():
     rng = np.random.default_rng(0)
     x = rng.normal(3, 2, size=(2000, 2)).astype(np.float32)
     y = (rng.normal(size=(2000, 2)) * [0.1, 7] + [5, -3]).astype(np.float32)
-    scaler = train.Standardizer(x, y)
+    scaler = preprocess.Standardizer(x, y)
     z = scaler.targets(y)
     np.testing.assert_allclose(z.mean(0), 0, atol=1e-4)
     np.testing.assert_allclose(z.std(0), 1, rtol=1e-4)
@@ -183,7 +183,7 @@ def test_standardizer_converts_nll_and_targets_to_original_units():
     pred = z + rng.normal(size=z.shape).astype(np.float32) * 0.1
     np.testing.assert_allclose(((pred - z) ** 2).mean(0) * scaler.y_scale ** 2,
                                ((scaler.untarget(pred) - y) ** 2).mean(0), rtol=1e-3)
-    again = train.Standardizer.from_state(scaler.state())
+    again = preprocess.Standardizer.from_state(scaler.state())
     np.testing.assert_array_equal(again.targets(y), z)
 
 
@@ -192,12 +192,12 @@ def test_standardizer_converts_nll_and_targets_to_original_units():
 # ---------------------------------------------------------------------------
 
 def test_chained_shuffle_is_a_seeded_function_of_the_previous_order():
-    shuffle = train.ChainedShuffle(seed=7)
+    shuffle = train_custom_loop.ChainedShuffle(seed=7)
     first = shuffle(np.arange(50), 0)
     assert sorted(first) == list(range(50))
-    np.testing.assert_array_equal(shuffle(first, 0), train.ChainedShuffle(7)(first, 0))
+    np.testing.assert_array_equal(shuffle(first, 0), train_custom_loop.ChainedShuffle(7)(first, 0))
     assert not np.array_equal(shuffle(first, 0), first)
-    assert not np.array_equal(train.ChainedShuffle(8)(np.arange(50), 0), first)
+    assert not np.array_equal(train_custom_loop.ChainedShuffle(8)(np.arange(50), 0), first)
 
 
 # ---------------------------------------------------------------------------
@@ -231,7 +231,7 @@ def test_fit_keeps_the_best_validation_parameters_not_the_last():
     # is passed on the way, so the validation loss falls, then rises.
     x, y = ones(4)
     model = Scalar('square')
-    info = train.fit(model, x, y, x, 0.3 * y, epochs=60, lr=0.05, lr_final=0.05,
+    info = train_custom_loop.fit(model, x, y, x, 0.3 * y, epochs=60, lr=0.05, lr_final=0.05,
                      eval_every=1)
     epochs, losses = zip(*info['history'])
     assert epochs == tuple(range(1, 61))
@@ -239,7 +239,7 @@ def test_fit_keeps_the_best_validation_parameters_not_the_last():
     assert 0 < best < 59 and losses[-1] > 10 * losses[best]
     assert info['best_epoch'] == epochs[best]
     assert info['best_val_loss'] == losses[best]
-    assert train.evaluate(model, x, 0.3 * y) == pytest.approx(losses[best])
+    assert train_custom_loop.evaluate(model, x, 0.3 * y) == pytest.approx(losses[best])
     assert abs(float(model.w.array[0]) - 0.3) < 0.05
 
 
@@ -247,7 +247,7 @@ def test_fit_step_size_decays_geometrically_from_lr_to_lr_final():
     # A constant gradient: each Adam step moves w by exactly the step size.
     x, y = ones(10)
     model = Scalar('linear')
-    info = train.fit(model, x, y, x, y, epochs=5, batchsize=4, lr=0.1,
+    info = train_custom_loop.fit(model, x, y, x, y, epochs=5, batchsize=4, lr=0.1,
                      lr_final=0.001)
     assert info['iterations'] == 15
     w = [w for rows, w in model.seen if len(rows) < 10] + [float(model.w.array[0])]
@@ -258,7 +258,7 @@ def test_fit_step_size_decays_geometrically_from_lr_to_lr_final():
 def test_fit_epochs_are_permutations_of_all_the_data_and_end_with_an_evaluation():
     x, y = ones(10)
     model = Scalar('linear')
-    info = train.fit(model, x, y, x, y, epochs=6, batchsize=3, eval_every=4,
+    info = train_custom_loop.fit(model, x, y, x, y, epochs=6, batchsize=3, eval_every=4,
                      seed=1)
     # 4 batches an epoch (3 + 3 + 3 + 1), then validation in one call
     training = [rows for rows, _ in model.seen if len(rows) < 10]
@@ -276,7 +276,7 @@ def test_fit_epochs_are_permutations_of_all_the_data_and_end_with_an_evaluation(
 
 def test_fit_full_batch_takes_one_step_per_epoch():
     x, y = ones(10)
-    info = train.fit(Scalar('linear'), x, y, x, y, epochs=7, batchsize=None)
+    info = train_custom_loop.fit(Scalar('linear'), x, y, x, y, epochs=7, batchsize=None)
     assert info['iterations'] == 7 and info['epochs'] == 7
 
 
@@ -298,11 +298,11 @@ class Exploding(Scalar):
 @pytest.mark.filterwarnings('ignore::RuntimeWarning')   # Adam's NaN arithmetic
 def test_both_loops_raise_diverged_when_the_training_loss_is_not_finite(tmp_path):
     x, y = ones(10)
-    with pytest.raises(train.Diverged, match=r'non-finite \(-?(inf|nan)\) between epoch '
+    with pytest.raises(train_custom_loop.Diverged, match=r'non-finite \(-?(inf|nan)\) between epoch '
                                              r'3 and 4 \(iterations 9 to 16\)'):
-        train.fit(Exploding(at=10), x, y, x, y, epochs=6, batchsize=3, eval_every=2)
+        train_custom_loop.fit(Exploding(at=10), x, y, x, y, epochs=6, batchsize=3, eval_every=2)
     # 10 points in batches of 3: epoch 4 ends with iteration 14
-    with pytest.raises(train.Diverged, match=r'non-finite \(-?(inf|nan)\) by epoch 4 '
+    with pytest.raises(train_custom_loop.Diverged, match=r'non-finite \(-?(inf|nan)\) by epoch 4 '
                                              r'\(iteration 14\)'):
         train.train(Exploding(at=14), x, y, epochs=8, batchsize=3, device=CPU,
                     seed=0, out=str(tmp_path), name='boom', quiet=True)
@@ -343,11 +343,11 @@ def test_a_snapshot_of_another_model_is_one_line(tmp_path):
     x, y = datasets.worldmodels(20, np.random.default_rng(0))
     run = dict(epochs=1, batchsize=10, device=CPU, seed=0, out=str(tmp_path),
                quiet=True)
-    train.train(mdn.LeastSquares(hidden=4), x, y, name='linear', **run)
+    train.train(nets.LeastSquares(hidden=4), x, y, name='least_squares', **run)
     with pytest.raises(train.SnapshotMismatch,
                        match='is a snapshot of a LeastSquares, not of a MDN'):
         train.train(mdn.MDN(hidden=4), x, y, name='mdn',
-                    resume=str(tmp_path / 'linear-snapshot'), **run)
+                    resume=str(tmp_path / 'least_squares-snapshot'), **run)
     # The same class, another architecture, and no option says so: the layout.
     train.train(mdn.MDN(hidden=4, k=2), x, y, name='k2', **run)
     with pytest.raises(train.SnapshotMismatch,
@@ -382,7 +382,7 @@ def test_fit_refuses_lengths_that_are_not_positive_ints(kwargs, message):
     ZeroDivisionError."""
     x, y = ones(10)
     with pytest.raises(ValueError, match=message):
-        train.fit(Scalar('linear'), x, y, x, y, **kwargs)
+        train_custom_loop.fit(Scalar('linear'), x, y, x, y, **kwargs)
 
 
 @pytest.mark.parametrize('kwargs, message', [
@@ -457,7 +457,7 @@ def test_a_snapshot_missing_any_member_of_the_run_is_refused_in_one_line(tmp_pat
 def test_fit_reports_progress_once_per_epoch():
     x, y = datasets.worldmodels(40, np.random.default_rng(0))
     ticks = []
-    train.fit(mdn.MDN(hidden=4, rng=np.random.default_rng(0)), x, y, x, y, epochs=7,
+    train_custom_loop.fit(mdn.MDN(hidden=4, rng=np.random.default_rng(0)), x, y, x, y, epochs=7,
               batchsize=10, eval_every=3, progress=lambda: ticks.append(1))
     assert len(ticks) == 7
 
@@ -474,5 +474,5 @@ def test_trainer_logs_every_epoch_and_the_heldout_loss_where_measured(tmp_path):
     # Measured after the last epoch on the final parameters: the same number
     # an independent evaluation of the trained model gives.
     assert log[-1]['validation/main/loss'] == pytest.approx(
-        train.evaluate(model, x_test, y_test), rel=1e-6)
+        train_custom_loop.evaluate(model, x_test, y_test), rel=1e-6)
     assert (tmp_path / 'mdn-loss.png').stat().st_size > 0

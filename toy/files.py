@@ -65,6 +65,24 @@ def write_json(path, data):
         f.write(text)
 
 
+def write_metrics(path, metrics, shown):
+    """Write a run's `metrics` as JSON to `path` (`write_json`) and print the
+    `shown` ones as one JSON line, rounded to four decimals."""
+    write_json(path, metrics)
+    print(json.dumps({k: round(metrics[k], 4) for k in shown}))
+
+
+def markdown_table(header, rows, align=None):
+    """A Markdown table as a list of lines: `header` (column titles) and `rows`
+    (sequences of cells, each str()'d); `align`, one of 'l' or 'r' per column,
+    defaults to the first column left and the others right."""
+    align = align or 'l' + 'r' * (len(header) - 1)
+    rule = {'l': '---', 'r': '---:'}
+    lines = ['| ' + ' | '.join(header) + ' |',
+             '|' + '|'.join(rule[a] for a in align) + '|']
+    return lines + ['| ' + ' | '.join(str(c) for c in row) + ' |' for row in rows]
+
+
 def save_npz(path, arrays):
     """np.savez of a dict of arrays, atomically."""
     with atomic_write(path, 'wb') as f:

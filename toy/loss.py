@@ -11,9 +11,9 @@ Every loss refuses, with a ValueError in one line, arrays of other shapes
 (no broadcasting), N, K or D = 0 and, while chainer.config.type_check is on
 (the default), NaN and inf in any input: a mixture with a NaN or infinite
 parameter, or an infinite target, has no likelihood to report. The training
-loops and `train.evaluate` check their data once and run their steps with
+loops and `train_custom_loop.evaluate` check their data once and run their steps with
 type_check off, so the steps pay for no such pass; a non-finite loss there
-is reported by the loop (`train.Diverged`).
+is reported by the loop (`train_custom_loop.Diverged`).
 """
 import math
 import numbers
@@ -237,7 +237,7 @@ def nll_density(logits, mu, ln_var, y):
     than 88 nats above 1 in float32), the density form cannot hold it: with
     chainer.config.type_check on this raises ValueError (use `nll_logspace`);
     off (the training loops), the NLL is -inf or NaN, which the loop
-    reports (`train.Diverged`). Inputs checked as in `nll_fused`.
+    reports (`train_custom_loop.Diverged`). Inputs checked as in `nll_fused`.
     """
     check_mixture('nll_density', MIXTURE_LAYOUT, _mixture_shapes,
                   logits=logits, mu=mu, ln_var=ln_var, y=y)

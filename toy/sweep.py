@@ -17,8 +17,8 @@ failed and Optuna's RetryHeartbeatStaleTrialCallback enqueues it again. A run
 that raises is FAILED with its reason (user attr `failure`) and is enqueued
 again only when asked (`retry_failed`), as is one whose score is not finite.
 
-A storage is written into only if it is an empty database or an Optuna
-storage: a file or database of anything else is refused before any write.
+The storages themselves (URLs, the checks before any write, studies) are
+toy.storage's.
 """
 import csv
 import hashlib
@@ -28,241 +28,24 @@ import math
 import multiprocessing
 import os
 import signal
-import sqlite3
 import sys
 import threading
 import time
-import urllib.request
 import warnings
 
 import optuna
-import optuna.storages._rdb.models
-import sqlalchemy
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 from tqdm import tqdm
 
-from chainer import backend
+from toy import files
+from toy.storage import (ERRORS, HEARTBEAT, StorageError, connect, one_line,
+                         shown)
 
-from toy import cli, files, train
-
-#: Seconds between heartbeats, and without one before a run counts as dead.
-#: The environment variables shorten them for tests.
-HEARTBEAT = int(os.environ.get('TOY_SWEEP_HEARTBEAT', 20))
-GRACE = int(os.environ.get('TOY_SWEEP_GRACE', 60))
 #: Exit status of a worker process whose storage stopped answering.
 LOST = 3
-_STORAGE_ERRORS = (sqlalchemy.exc.SQLAlchemyError,
-                   optuna.exceptions.StorageInternalError)
-
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-class StorageError(Exception):
-    """The storage cannot be used (bad URL, no server, refused, another study)."""
-
-
-class NoStudy(StorageError):
-    """The storage holds no study yet (missing or empty file, no tables, no such study)."""
-
 
 class StorageLost(Exception):
     """The storage stopped answering during the sweep."""
-
-
-#: Optuna's tables (and Alembic's record of their schema) by primary key: a
-#: database holding any other table belongs to someone else.
-_OPTUNA_TABLES = dict(
-    {name: [c.name for c in table.primary_key.columns]
-     for name, table in optuna.storages._rdb.models.BaseModel.metadata.tables.items()},
-    alembic_version=['version_num'])
-_SQLITE_HEADER = b'SQLite format 3\x00'
-
-
-def storage_url(text):
-    """`text` as an SQLAlchemy URL, naming the psycopg 3 driver for PostgreSQL.
-
-    SQLAlchemy reads a bare `postgresql://` as psycopg2, which is not
-    installed; `postgres://` is the scheme libpq and many hosts print.
-    """
-    try:
-        url = sqlalchemy.engine.make_url(text)
-    except (sqlalchemy.exc.ArgumentError, ValueError) as e:  # ValueError: a bad port
-        raise StorageError("'{}' is not a database URL ({}): use e.g. "
-                           'sqlite:///path/study.db or '
-                           'postgresql://user:password@host:5432/database'
-                           .format(text, _one_line(e)))
-    if url.drivername in ('postgresql', 'postgres'):
-        url = url.set(drivername='postgresql+psycopg')
-    return url.render_as_string(hide_password=False)
-
-
-def shown(url):
-    """The URL without its password, for messages."""
-    return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-
-
-def _one_line(error):
-    error = getattr(error, 'orig', None) or error
-    return ' '.join(str(error).split()) or type(error).__name__
-
-
-def connect(url, existing=False):
-    """An RDBStorage on `url` with heartbeats, or StorageError saying why not.
-
-    Nothing is written into a database that holds anything but Optuna's
-    tables (`_check_database`). With `existing`, the storage must be an
-    Optuna storage already (NoStudy if not), so that nothing is created.
-    """
-    sqlite = url.startswith('sqlite')
-    kwargs = {'connect_args': {'timeout': 120} if sqlite else
-              {'connect_timeout': 10}}
-    try:
-        _check_database(url, kwargs, existing)
-        storage = _rdb_storage(url, kwargs)
-    except sqlalchemy.exc.ArgumentError as e:
-        raise StorageError('{} is not a storage this program can use ({})'.format(
-            shown(url), _one_line(e)))
-    except ImportError as e:
-        raise StorageError('no database driver for {} ({}): install the one its '
-                           'scheme names'.format(shown(url), _one_line(e.__cause__ or e)))
-    except _STORAGE_ERRORS as e:
-        raise StorageError('cannot open the storage {}: {}'.format(
-            shown(url), _one_line(e)))
-    except RuntimeError as e:  # Optuna's table-schema version check
-        raise StorageError('{}: {}'.format(shown(url), _one_line(e)))
-    if sqlite:
-        _immediate_transactions(storage.engine)
-    return storage
-
-
-def _check_database(url, engine_kwargs, existing):
-    """StorageError unless the database at `url` is empty or an Optuna storage
-    (NoStudy if `existing` and it is not a storage yet); it is only read.
-
-    SQLite creates a missing file and takes over an empty or short one as a
-    new database, so its file is checked before SQLite opens it, and then
-    opened read-only.
-    """
-    engine_url = sqlalchemy.engine.make_url(url)
-    if engine_url.get_backend_name() == 'sqlite':
-        path = engine_url.database
-        if path in (None, '', ':memory:'):
-            raise StorageError(
-                '{} is an in-memory database, which the worker processes cannot share '
-                'and which is gone when the command ends: give a file, e.g. '
-                '--storage sqlite:///path/study.db'.format(shown(url)))
-        if not os.path.lexists(path) or os.path.isfile(path) and not os.path.getsize(path):
-            if existing:
-                raise NoStudy('{} {}'.format(path, 'is empty' if os.path.lexists(path)
-                                             else 'does not exist'))
-            return
-        if not os.path.isfile(path):
-            raise StorageError('{} is not a file: choose another --storage or --out'
-                               .format(path))
-        with open(path, 'rb') as f:
-            if f.read(len(_SQLITE_HEADER)) != _SQLITE_HEADER:
-                raise StorageError('{} is not a database (no SQLite header), and this '
-                                   'program will not overwrite it: choose another '
-                                   '--storage or --out'.format(path))
-        uri = 'file:{}?mode=ro'.format(urllib.request.pathname2url(os.path.abspath(path)))
-        timeout = engine_kwargs['connect_args']['timeout']
-        engine = sqlalchemy.create_engine('sqlite://', creator=lambda: sqlite3.connect(
-            uri, uri=True, timeout=timeout))
-    else:
-        engine = sqlalchemy.create_engine(url, **engine_kwargs)
-    try:
-        inspector = sqlalchemy.inspect(engine)
-        tables = {name: inspector.get_pk_constraint(name)['constrained_columns']
-                  for name in inspector.get_table_names()}
-    finally:
-        engine.dispose()
-    foreign = sorted(name for name, key in tables.items()
-                     if _OPTUNA_TABLES.get(name) != key)
-    if foreign:
-        raise StorageError('{} holds tables that are not an Optuna storage\'s ({}), and '
-                           'this program writes only into an empty database or an Optuna '
-                           'storage: choose another --storage or --out'.format(
-                               shown(url), ', '.join(foreign)))
-    if existing and 'studies' not in tables:
-        raise NoStudy('{} holds no Optuna storage'.format(shown(url)))
-
-
-def _rdb_storage(url, engine_kwargs, tries=3):
-    """RDBStorage(url), tried again if another process was creating its tables
-    at the same moment (the database then refuses the second CREATE)."""
-    for attempt in range(tries):
-        try:
-            with warnings.catch_warnings():  # heartbeats are marked experimental
-                warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
-                return RDBStorage(
-                    url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT,
-                    grace_period=GRACE,
-                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback())
-        except sqlalchemy.exc.DBAPIError as e:
-            # PostgreSQL: a duplicate type; SQLite: "table ... already exists".
-            racing = isinstance(e, sqlalchemy.exc.IntegrityError) or (
-                'already exists' in str(e))
-            if not racing or attempt == tries - 1:
-                raise
-            time.sleep(1 + attempt)
-
-
-def _immediate_transactions(engine):
-    """Make every SQLite transaction take the write lock when it begins.
-
-    pysqlite starts a transaction only at the first write, so two processes
-    could both read a trial as WAITING and both mark it RUNNING: the claim
-    would not be atomic. (SQLAlchemy's documented recipe.)
-    """
-    @sqlalchemy.event.listens_for(engine, 'connect')
-    def no_implicit_begin(dbapi_connection, record):
-        dbapi_connection.isolation_level = None
-
-    @sqlalchemy.event.listens_for(engine, 'begin')
-    def begin_immediate(connection):
-        connection.exec_driver_sql('BEGIN IMMEDIATE')
-
-    engine.dispose()  # connections made before the hooks were set
-
-
-def open_study(storage, name, meta, create=True):
-    """The study `name`, created if new and `create` (else NoStudy);
-    StorageError if another program made it.
-
-    `meta` (a JSON dict: the script, its version, what defines a point) is
-    stored with a new study and must match an existing one.
-    """
-    try:
-        if create:
-            study = optuna.create_study(study_name=name, storage=storage,
-                                        load_if_exists=True)
-        else:
-            try:
-                study = optuna.load_study(study_name=name, storage=storage)
-            except KeyError:
-                raise NoStudy("{} holds no study '{}'".format(
-                    shown(storage.url), name))
-        found = study.user_attrs.get('sweep')
-        if found is None and create:
-            study.set_user_attr('sweep', meta)
-            found = meta
-    except _STORAGE_ERRORS as e:
-        raise StorageError('cannot use the storage: {}'.format(_one_line(e)))
-    if found != meta:
-        raise StorageError(
-            "the study '{}' in this storage was made by {} ({}), not by this "
-            'version of this script ({}): choose another --storage or --out'
-            .format(name, found.get('script') if isinstance(found, dict) else found,
-                    _describe(found), _describe(meta)))
-    return study
-
-
-def _describe(meta):
-    if not isinstance(meta, dict):
-        return repr(meta)
-    return ', '.join('{}={}'.format(k, meta[k]) for k in sorted(meta)
-                     if k != 'script')
 
 
 def trials(study, warn=False):
@@ -357,7 +140,7 @@ class _Heartbeat(threading.Thread):
         while not self.stopped.wait(HEARTBEAT):
             try:
                 self.storage.record_heartbeat(self.trial_id)
-            except _STORAGE_ERRORS:
+            except ERRORS:
                 return
 
     def stop(self):
@@ -416,8 +199,8 @@ def work(url, name, keys, objective):
                 time.sleep(max(1, HEARTBEAT / 2))
                 continue
             _run(study, trial, objective)
-    except (StorageError,) + _STORAGE_ERRORS as e:
-        raise StorageLost(_one_line(e))
+    except (StorageError,) + ERRORS as e:
+        raise StorageLost(one_line(e))
 
 
 def _run(study, trial, objective):
@@ -437,7 +220,7 @@ def _run(study, trial, objective):
         study.tell(trial.number, state=TrialState.FAIL)
         raise
     except Exception as e:  # a failed run is data, whatever the cause
-        reason = '{}: {}'.format(type(e).__name__, _one_line(e))
+        reason = '{}: {}'.format(type(e).__name__, one_line(e))
         storage.set_trial_user_attr(trial._trial_id, 'failure', reason)
         study.tell(trial.number, state=TrialState.FAIL)
         tqdm.write('{} failed: {}'.format(key, reason), file=sys.stderr)
@@ -531,7 +314,7 @@ class _Progress(threading.Thread):
                 if self.stopped.wait(self.every):
                     self.bar.update(self.count(study) - self.bar.n)
                     return
-        except (StorageError,) + _STORAGE_ERRORS:
+        except (StorageError,) + ERRORS:
             return
 
     def stop(self):
@@ -557,11 +340,13 @@ def csv_is_ours(path, fields):
         return next(csv.reader(f), None) == fields
 
 
-def export(study, path, fields, parse):
+def export(study, path, fields, parse, upgrade=None):
     """Write every finished run's row (user attr `row`) to the CSV `path`, and
     return ({key: parse(row)}, {key: failure reason}).
 
-    parse(row) checks a row and returns what the caller needs (e.g. numbers);
+    upgrade(row), if given, renames what an earlier version stored (the row
+    as the CSV gets it). parse(row) checks a row and returns what the caller
+    needs (e.g. numbers);
     a row it refuses (KeyError, TypeError, ValueError), or with columns other
     than `fields`, is left out with a one-line warning on stderr. Every key
     appears at most once.
@@ -575,6 +360,7 @@ def export(study, path, fields, parse):
         try:
             if not isinstance(row, dict) or not set(row) <= set(fields):
                 raise ValueError('not a row of this table: {!r:.60}'.format(row))
+            row = upgrade(row) if upgrade else row
             rows[key] = parse(row)
         except (KeyError, TypeError, ValueError) as e:
             print('warning: skipping trial {} ({}): {}'.format(trial.number, key, e),
@@ -586,35 +372,6 @@ def export(study, path, fields, parse):
         writer.writeheader()
         writer.writerows(lines)
     return rows, failed
-
-
-def save_model(path, model, scaler):
-    """A trained Chainer model's parameters and its train.Standardizer's
-    state, as one .npz written atomically (no pickle)."""
-    arrays = {'param' + n: backend.CpuDevice().send(p.array)
-              for n, p in model.namedparams()}
-    arrays.update({'scaler_' + k: v for k, v in scaler.state().items()})
-    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-    files.save_npz(path, arrays)
-
-
-def load_model(path, model):
-    """Load `save_model`'s file into `model` (built like the saved one):
-    returns its train.Standardizer. ValueError, one line, for a file that is
-    missing, empty, damaged, pickled or holds another model."""
-    arrays = files.read_npz_safe(path, max_bytes=2 ** 26)
-    for name, p in model.namedparams():
-        a = arrays.get('param' + name)
-        if a is None or a.shape != p.shape or a.dtype.kind != 'f':
-            raise ValueError('{} does not hold this model (parameter {}: {})'.format(
-                path, name, 'missing' if a is None else '{} {}'.format(
-                    a.shape, a.dtype)))
-        p.array[...] = a
-    try:
-        return train.Standardizer.from_state(
-            {k[7:]: v for k, v in arrays.items() if k.startswith('scaler_')})
-    except (KeyError, TypeError, ValueError) as e:
-        raise ValueError('{} has no usable standardisation ({})'.format(path, e))
 
 
 def run(url, study, points, key, objective, jobs=1, retry_failed=False):
@@ -634,40 +391,3 @@ def run(url, study, points, key, objective, jobs=1, retry_failed=False):
     return 0
 
 
-def add_arguments(parser):
-    """The options of every sweep script: --jobs, --storage, --retry-failed,
-    --report-only (see `open_from_arguments`)."""
-    parser.add_argument('--jobs', '-j', type=cli.positive,
-                        default=min(2, os.cpu_count() or 1),
-                        help='worker processes on this machine (%(default)s)')
-    parser.add_argument('--storage', help='Optuna storage URL shared by all machines, '
-                        'e.g. postgresql://user:password@host/db (default: '
-                        'OUT/study.db, SQLite)')
-    parser.add_argument('--retry-failed', action='store_true',
-                        help='train again the runs that failed (diverged or raised)')
-    parser.add_argument('--report-only', action='store_true',
-                        help='export the results from the storage; train nothing')
-
-
-def open_from_arguments(parser, args, name, meta, fields):
-    """Check args.out (and that OUT/results.csv, if there, is an export of a
-    table with these `fields`), open the storage and the study: sets args.url
-    and args.study, or exits 2 with one line (parser.error). With
-    --report-only nothing is created: the study must be there."""
-    cli.check_out(parser, args.out)
-    path = os.path.join(args.out, 'results.csv')
-    if not csv_is_ours(path, fields):
-        parser.error('{} is not a file this script wrote (other columns, or not a '
-                     'file): choose another --out'.format(path))
-    try:
-        args.url = storage_url(args.storage or 'sqlite:///' + os.path.join(
-            args.out, 'study.db'))
-        if not args.report_only:
-            os.makedirs(args.out, exist_ok=True)
-        args.study = open_study(connect(args.url, existing=args.report_only), name,
-                                meta, create=not args.report_only)
-    except NoStudy as e:
-        parser.error('--report-only: nothing to report: {}: run the command without '
-                     '--report-only first'.format(e))
-    except (OSError, StorageError) as e:
-        parser.error(str(e))

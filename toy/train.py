@@ -1,36 +1,25 @@
-"""Training, in one place: input checks, standardisation, one shuffle, one evaluator, two loops.
+"""The Chainer Trainer loop of the published run, with its snapshots.
 
-Like Chainer's examples/mnist `train_mnist.py` and `train_mnist_custom_loop.py`
-side by side:
-
-* `train`: the Chainer Trainer (StandardUpdater, LogReport, PlotReport,
-  snapshots, --resume) for the published run;
-* `fit`: a lean loop of direct `optimizer.update` calls with a decaying step
-  size and model selection on validation data, for sweeps of many short runs
-  (the Trainer's extensions and iterator cost more per step than a small
-  MDN's forward and backward pass).
-
-Both take x (N, in_dim) and y (N, D) float32 arrays, a length in epochs and a
-batchsize, shuffle with `ChainedShuffle`, check the whole data once with
-`check_data` (the per-step losses then run unchecked, see `MDN.loss`) and
-raise `Diverged` when the training loss becomes non-finite.
+Like Chainer's examples/mnist `train_mnist.py` (beside it,
+`train_mnist_custom_loop.py`; here toy/train_custom_loop.py, the lean loop of
+the sweeps): `train` runs a StandardUpdater with LogReport, PrintReport, loss
+curves and snapshots that a run can be resumed from (`read_snapshot` checks
+one whole before anything is written).
 """
-import hashlib
 import json
 import math
-import numbers
 import os
-import time
 
 import numpy as np
 
 import chainer
-from chainer import backend, training
+from chainer import training
 from chainer.iterators import SerialIterator
 from chainer.serializers import DictionarySerializer, NpzDeserializer
 from chainer.training import extensions
 
-from toy import files
+from toy import files, preprocess
+from toy.train_custom_loop import ChainedShuffle, Diverged, evaluate
 
 #: The held-out loss is measured, and the printed report made, at most this
 #: many times a run: a pass over the held-out points costs several steps.
@@ -42,244 +31,9 @@ OPTIONS_KEY = 'run/options'
 MAX_TEXT = 2 ** 24
 
 
-def positive_int(name, value, none_ok=False):
-    """value as an int, or ValueError naming `name` unless it is an int >= 1
-    (or None, where none_ok)."""
-    if value is None and none_ok:
-        return None
-    if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
-            or value < 1):
-        raise ValueError('{} must be a positive int{}, not {!r}'.format(
-            name, ' or None' if none_ok else '', value))
-    return int(value)
-
-
-class Diverged(ValueError):
-    """The training loss became non-finite (NaN or inf)."""
-
-
 class SnapshotMismatch(ValueError):
     """A snapshot given to `train(resume=...)` cannot continue this run."""
 
-
-# ---------------------------------------------------------------------------
-# Data
-# ---------------------------------------------------------------------------
-
-def check_data(x, y=None, names=('x', 'y')):
-    """x (N, in_dim) and y (N, D) as float32 arrays, or ValueError saying what to fix.
-
-    NumPy or CuPy arrays (or anything NumPy converts); float64 and integer
-    data are cast to float32, the precision the models train in. Refuses 1-D
-    arrays, N = 0, len(x) != len(y), non-real dtypes, NaN and inf (also
-    float64 values beyond float32's range). `y` may be None to check inputs
-    only. `names` are the arguments' names for the messages.
-    """
-    checked = []
-    for a, name in zip((x, y), names):
-        if a is None:
-            continue
-        xp = backend.get_array_module(a)
-        a = xp.asarray(a)
-        what = 'inputs (N, in_dim)' if name.startswith('x') else 'targets (N, D)'
-        if a.ndim != 2:
-            raise ValueError('{} must be a 2-D array of {}, got shape {}{}'.format(
-                name, what, a.shape, ': use {}.reshape(-1, 1) for one column'
-                .format(name) if a.ndim == 1 else ''))
-        if len(a) == 0 or a.shape[1] == 0:
-            raise ValueError('{} is empty, shape {}: give at least one row of {}'
-                             .format(name, a.shape, what))
-        if a.dtype.kind not in 'fiub':
-            raise ValueError('{} must hold real numbers (float32; float64 and '
-                             'integers are cast), got dtype {}'.format(name, a.dtype))
-        for stage, values in (('', a), (' once cast to float32', None)):
-            if values is None:
-                with np.errstate(over='ignore'):   # reported just below
-                    values = a.astype(np.float32, copy=False)
-            bad = ~xp.isfinite(values)
-            if bad.any():
-                rows = xp.nonzero(bad.any(axis=1))[0]
-                raise ValueError('{} has {} non-finite value(s) (NaN or inf){} in '
-                                 '{} row(s), the first row {}: drop or impute them '
-                                 'first'.format(name, int(bad.sum()), stage,
-                                                len(rows), int(rows[0])))
-        checked.append(values)
-    if len(checked) == 2 and len(checked[0]) != len(checked[1]):
-        raise ValueError('{} has {} rows but {} has {}: give one target row per '
-                         'input row'.format(names[0], len(checked[0]), names[1],
-                                            len(checked[1])))
-    return tuple(checked) if len(checked) > 1 else checked[0]
-
-
-class Standardizer(object):
-    """Affine maps of inputs and targets to zero mean, unit variance per column.
-
-    Fitted on training data x (N, in_dim), y (N, D). A density over
-    standardised targets converts back to original units by adding
-    `log_jacobian` to its NLL (nats): p(y) = p(z) / prod_d scale_d.
-    """
-
-    KEYS = ('x_mean', 'x_scale', 'y_mean', 'y_scale')
-
-    def __init__(self, x, y):
-        x, y = check_data(x, y)
-        self.x_mean, self.x_scale = x.mean(0), x.std(0)
-        self.y_mean, self.y_scale = y.mean(0), y.std(0)
-        # A constant column would divide by zero: leave it unscaled.
-        self.x_scale = np.where(self.x_scale > 0, self.x_scale, 1)
-        self.y_scale = np.where(self.y_scale > 0, self.y_scale, 1)
-
-    @property
-    def log_jacobian(self):
-        """sum_d log y_scale_d: add to a standardised NLL for original units."""
-        return float(np.sum(np.log(self.y_scale)))
-
-    def inputs(self, x):
-        return ((x - self.x_mean) / self.x_scale).astype(np.float32)
-
-    def targets(self, y):
-        return ((y - self.y_mean) / self.y_scale).astype(np.float32)
-
-    def untarget(self, y):
-        """Standardised targets (..., D) back to original units."""
-        return y * self.y_scale + self.y_mean
-
-    def state(self):
-        return {key: getattr(self, key) for key in self.KEYS}
-
-    @classmethod
-    def from_state(cls, state):
-        self = cls.__new__(cls)
-        for key in cls.KEYS:
-            setattr(self, key, np.asarray(state[key]))
-        return self
-
-
-class ChainedShuffle(object):
-    """Order sampler: each epoch's order is a seeded function of the previous one.
-
-    Chainer's snapshot stores the iterator's current order but not the state
-    of its random generator; deriving every permutation from (seed, previous
-    order) makes a run resumed from a snapshot replay the uninterrupted run.
-    Called as Chainer's iterators call an order sampler.
-    """
-
-    def __init__(self, seed):
-        self.seed = seed
-
-    def __call__(self, current_order, current_position=0):
-        # A 128-bit digest of the order seeds the next one: a SeedSequence
-        # over the whole order costs ~1 us per point, per epoch.
-        digest = hashlib.blake2b(np.asarray(current_order, dtype='<i8').tobytes(),
-                                 digest_size=16).digest()
-        entropy = [self.seed, int.from_bytes(digest, 'little')]
-        return np.random.default_rng(entropy).permutation(len(current_order))
-
-
-def evaluate(model, x, y, batch=65536):
-    """Mean of model.loss over (x, y), without a graph, as a float.
-
-    The data are checked once here; the batches then skip the per-call checks.
-    """
-    x, y = check_data(x, y)
-    total = 0.0
-    with chainer.no_backprop_mode(), chainer.using_config('train', False), \
-            chainer.using_config('type_check', False):
-        for start in range(0, len(x), batch):
-            xb = model.device.send(x[start:start + batch])
-            yb = model.device.send(y[start:start + batch])
-            total += float(model.loss(xb, yb).array) * len(xb)
-    return total / len(x)
-
-
-# ---------------------------------------------------------------------------
-# The lean loop
-# ---------------------------------------------------------------------------
-
-def fit(model, x, y, x_val, y_val, *, epochs, batchsize=None, lr=1e-2,
-        lr_final=1e-4, eval_every=1, seed=0, device=None, progress=None):
-    """Train `model` (a Chain with `loss(x, y)`) by Adam; keep the best validation.
-
-    x (N, in_dim), y (N, D) and the validation pair, float32 (already
-    standardised if wanted). Each epoch is one pass over a fresh permutation
-    (`ChainedShuffle(seed)`) in batches of `batchsize` (the last one smaller
-    if N is not a multiple); batchsize None or >= N is full-batch. The step
-    size decays geometrically from lr (first step) to lr_final (last step).
-    Every `eval_every` epochs and after the last one the validation loss is
-    measured; when the run ends the parameters at its minimum are restored.
-    Raises Diverged if the training loss becomes non-finite. `progress`, if
-    given, is called with no argument after every epoch (a tqdm bar's update).
-
-    Returns a dict: best_val_loss, best_epoch, epochs, iterations, seconds,
-    history (a list of (epoch, validation loss)).
-    """
-    epochs = positive_int('epochs', epochs)
-    eval_every = positive_int('eval_every', eval_every)
-    batchsize = positive_int('batchsize', batchsize, none_ok=True)
-    x, y = check_data(x, y)
-    x_val, y_val = check_data(x_val, y_val, names=('x_val', 'y_val'))
-    if device is not None:
-        model.to_device(device)
-    n = len(x)
-    batchsize = n if batchsize is None else min(batchsize, n)
-    per_epoch = -(-n // batchsize)
-    iterations = epochs * per_epoch
-    x_dev, y_dev = model.device.send(x), model.device.send(y)
-    optimizer = chainer.optimizers.Adam(alpha=lr)
-    optimizer.setup(model)
-    decay = (lr_final / lr) ** (1.0 / max(1, iterations - 1))
-    shuffle = ChainedShuffle(seed)
-    order = np.arange(n)
-    best_val, best_epoch, best_params, history = math.inf, 0, None, []
-    # The training losses are summed on the device and looked at once per
-    # evaluation: reading each one would synchronise a GPU every step.
-    loss_sum, since = 0, 1
-    start = time.time()
-    with chainer.using_config('type_check', False):
-        for epoch in range(1, epochs + 1):
-            if batchsize == n:
-                batches = [(x_dev, y_dev)]
-            else:
-                order = shuffle(order)
-                rows = model.device.send(order)
-                batches = [(x_dev[rows[i:i + batchsize]], y_dev[rows[i:i + batchsize]])
-                           for i in range(0, n, batchsize)]
-            for xb, yb in batches:
-                loss = model.loss(xb, yb)
-                model.cleargrads()
-                loss.backward()
-                optimizer.update()
-                optimizer.hyperparam.alpha *= decay
-                loss_sum = loss_sum + loss.array
-            if progress is not None:
-                progress()
-            if epoch % eval_every and epoch != epochs:
-                continue
-            if not math.isfinite(float(loss_sum)):
-                raise Diverged('the training loss became non-finite ({}) between '
-                               'epoch {} and {} (iterations {} to {}): lower the '
-                               'step size or standardise the data'.format(
-                                   float(loss_sum), since, epoch,
-                                   (since - 1) * per_epoch + 1, epoch * per_epoch))
-            loss_sum, since = 0, epoch + 1
-            val = evaluate(model, x_val, y_val)
-            history.append((epoch, val))
-            if val < best_val:
-                best_val, best_epoch = val, epoch
-                best_params = [p.array.copy() for p in model.params()]
-    if best_params is None:
-        raise Diverged('the validation loss was never finite ({}): the model '
-                       'does not fit the validation data'.format(history[-1][1]))
-    for p, a in zip(model.params(), best_params):
-        p.array[...] = a
-    return {'best_val_loss': best_val, 'best_epoch': best_epoch, 'epochs': epochs,
-            'iterations': iterations, 'seconds': time.time() - start,
-            'history': history}
-
-
-# ---------------------------------------------------------------------------
-# The Chainer Trainer loop
-# ---------------------------------------------------------------------------
 
 def _every(period, epochs):
     """Trigger at every `period`-th epoch and at the last one."""
@@ -328,12 +82,12 @@ def train(model, x, y, *, epochs, batchsize, device, seed, out, name,
     non-finite contents). Raises Diverged if the training loss becomes
     non-finite. Returns the Trainer after the run.
     """
-    epochs = positive_int('epochs', epochs)
-    frequency = positive_int('frequency', frequency, none_ok=True)
-    batchsize = positive_int('batchsize', batchsize, none_ok=True)
-    x, y = check_data(x, y)
+    epochs = preprocess.positive_int('epochs', epochs)
+    frequency = preprocess.positive_int('frequency', frequency, none_ok=True)
+    batchsize = preprocess.positive_int('batchsize', batchsize, none_ok=True)
+    x, y = preprocess.check_data(x, y)
     batchsize = len(x) if batchsize is None else min(batchsize, len(x))
-    options = dict(options or {}, seed=seed, batchsize=batchsize, points=len(x),
+    options = dict(options or {}, seed=seed, batchsize=batchsize, train_points=len(x),
                    model=type(model).__name__)
     model.to_device(device)
     optimizer = chainer.optimizers.Adam()
@@ -358,7 +112,7 @@ def train(model, x, y, *, epochs, batchsize, device, seed, out, name,
 
     log_every = _every(max(1, epochs // LOG_POINTS), epochs)
     if heldout is not None:
-        heldout = check_data(*heldout, names=('held-out x', 'held-out y'))
+        heldout = preprocess.check_data(*heldout, names=('held-out x', 'held-out y'))
         trainer.extend(_heldout_loss(*heldout), trigger=log_every)
     # Kept in memory and written once at the end: LogReport's own file would
     # be rewritten whole every epoch.
@@ -467,11 +221,11 @@ def read_snapshot(path, trainer, options):
             path, saved.get('model', 'model of unknown type'), options['model']))
     for key in sorted(set(saved) | set(options)):
         if saved.get(key) != options.get(key):
+            flag = '-' + key if len(key) == 1 else '--' + key.replace('_', '-')
             raise SnapshotMismatch(
-                'the snapshot was made with --{} {}, this run has {}: resume with '
-                'the same --{} or start a fresh run'.format(
-                    key.replace('_', '-'), saved.get(key), options.get(key),
-                    key.replace('_', '-')))
+                'the snapshot was made with {} {}, this run has {}: resume with '
+                'the same {} or start a fresh run'.format(
+                    flag, saved.get(key), options.get(key), flag))
     state = read(check=check)
     missing = [key for key in layout if key not in state
                and key.startswith(('updater/model:', 'updater/iter'))]

@@ -1,20 +1,22 @@
-"""The GPU verification as one prepared command: every `--gpu 0` claim, checked in one call.
+"""The GPU verification as one prepared command: every GPU claim, checked in one call.
 
 On the lent GPU machine (Python 3.12, NumPy 2, CuPy, no internet), from the
 repository root, with the wheels it lacks copied into `.gpu-wheels/`:
 
-    python3 experiments/gpu_check.py --wheels .gpu-wheels
+    python3 tools/gpu_check.py --wheels .gpu-wheels
 
 installs those wheels into `.gpu-site/`, then runs, each step with its own
 time limit, carrying on after a failure:
 
 1. versions: GPU, driver, CUDA runtime, CuPy, NumPy, Chainer, Python;
 2. the whole test suite, the `gpu`-marked tests included;
-3. the published run, `python toy/mdn.py --gpu 0`, and the same on the CPU;
-4. a reduced mixture-count sweep with `--gpu 0`;
-5. `experiments/benchmark.py` on GPU 0 with batches up to 1,048,576, and the
+3. the published run, `python toy/mdn.py --gpu 0` (Chainer's deprecated
+   spelling of `--device 0`, checked here to keep working), and the same on
+   the CPU;
+4. a reduced mixture-count sweep with `--device 0`;
+5. `python -m experiments.benchmark` on GPU 0 with batches up to 1,048,576, and the
    same machine's CPU beside it;
-6. `experiments/profile_step.py` on GPU 0: where a step's time goes.
+6. `python -m experiments.profile_step` on GPU 0: where a step's time goes.
 
 Everything goes into `--out` (default results/gpu/): each step's output in
 `<step>.log`, the outputs of the runs in sub-folders, and `summary.json` /
@@ -72,7 +74,7 @@ STEPS = ('versions', 'tests', 'toy-gpu', 'toy-cpu', 'sweep-gpu', 'benchmark-gpu'
 #: deletes anything there (`remove_own`). Without it, `--out .` or `--out ''`
 #: in the repository would delete its tests/ folder, a step's name.
 MARKER = '.gpu_check'
-MARKER_TEXT = ('The output folder of experiments/gpu_check.py: a rerun replaces its '
+MARKER_TEXT = ('The output folder of tools/gpu_check.py: a rerun replaces its '
                'step folders ({}).\n'.format(', '.join(STEPS)))
 
 #: Benchmark batch sizes on the GPU machine, up to 2**20.
@@ -82,11 +84,14 @@ BATCHES = ['100', '1000', '10000', '100000', '1048576']
 def steps(out, dry_run):
     """[(name, argv, seconds allowed, extra environment)] in running order.
 
-    With dry_run every `--gpu 0` becomes `--device -1` and the sizes shrink
-    to seconds' worth; the commands are otherwise the real ones.
+    With dry_run every `--device 0` (and the toy's `--gpu 0`) becomes
+    `--device -1` and the sizes shrink to seconds' worth; the commands are
+    otherwise the real ones.
     """
     py = sys.executable
-    gpu = ['--device', '-1'] if dry_run else ['--gpu', '0']
+    gpu = ['--device', '-1'] if dry_run else ['--device', '0']
+    # The toy keeps Chainer's deprecated --gpu: that spelling must still work.
+    toy_gpu = gpu if dry_run else ['--gpu', '0']
 
     def sub(name):
         # Relative where it can be, so that the commands the runs record
@@ -94,20 +99,20 @@ def steps(out, dry_run):
         rel = os.path.relpath(out, ROOT)
         return os.path.join(out if rel.startswith(os.pardir) else rel, name)
 
-    toy_size = (['--epoch', '2', '--points', '100', '--test-points', '200',
+    toy_size = (['--epoch', '2', '--train-points', '100', '--test-points', '200',
                  '--hidden', '8', '--batchsize', '50'] if dry_run else [])
-    sweep_size = (['--dataset', 'bishop', '--mixtures', '1', '3', '--seeds', '1',
-                   '--epochs', '2', '--eval-every', '1', '--train-points', '200',
+    sweep_size = (['--dataset', 'bishop', '-k', '1', '3', '--runs', '1',
+                   '--epoch', '2', '--eval-every', '1', '--train-points', '200',
                    '--val-points', '100', '--test-points', '200',
                    '--batchsize', '100', '--hidden', '8'] if dry_run else
-                  ['--dataset', 'bishop', '--mixtures', '1', '5', '12',
-                   '--seeds', '1', '--epochs', '100', '--hidden', '128', '128', '128',
+                  ['--dataset', 'bishop', '-k', '1', '5', '12',
+                   '--runs', '1', '--epoch', '100', '--hidden', '128', '128', '128',
                    '--activation', 'relu'])
     sweep_size.append('--spread-components')
-    bench_size = (['--batch-sizes', '100', '--repeats', '1', '--epochs', '2',
+    bench_size = (['--batch-sizes', '100', '--repeats', '1', '--epoch', '2',
                    '--loop-rows', '10', '--sample-rows', '1000'] if dry_run else
                   ['--batch-sizes'] + BATCHES + ['--repeats', '3',
-                                                 '--epochs', '500'])
+                                                 '--epoch', '500'])
     # The CPU half of the comparison uses every core of that machine.
     all_cores = {v: str(os.cpu_count() or 1) for v in
                  ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS')}
@@ -116,18 +121,18 @@ def steps(out, dry_run):
         ('versions', [py, '-c', VERSIONS], 120, {}),
         ('tests', [py, '-m', 'pytest', '-q', '-p', 'no:cacheprovider'] + suite
          + [os.path.join(ROOT, 'tests')], 420, {}),
-        ('toy-gpu', [py, 'toy/mdn.py'] + gpu + toy_size + ['--out', sub('toy-gpu')],
+        ('toy-gpu', [py, 'toy/mdn.py'] + toy_gpu + toy_size + ['--out', sub('toy-gpu')],
          180, {}),
         ('toy-cpu', [py, 'toy/mdn.py', '--device', '-1'] + toy_size
          + ['--out', sub('toy-cpu')], 180, all_cores),
-        ('sweep-gpu', [py, 'experiments/sweep_mixtures.py'] + gpu + sweep_size
+        ('sweep-gpu', [py, '-m', 'experiments.sweep_mixtures'] + gpu + sweep_size
          # The K-floors are CPU work, not what this checks.
          + ['--jobs', '1', '--no-floor', '--out', sub('sweep-gpu')], 240, {}),
-        ('benchmark-gpu', [py, 'experiments/benchmark.py'] + gpu + bench_size
+        ('benchmark-gpu', [py, '-m', 'experiments.benchmark'] + gpu + bench_size
          + ['--out', sub('benchmark-gpu')], 300, {}),
-        ('benchmark-cpu', [py, 'experiments/benchmark.py', '--device', '-1']
+        ('benchmark-cpu', [py, '-m', 'experiments.benchmark', '--device', '-1']
          + bench_size + ['--out', sub('benchmark-cpu')], 300, all_cores),
-        ('profile-gpu', [py, 'experiments/profile_step.py'] + gpu
+        ('profile-gpu', [py, '-m', 'experiments.profile_step'] + gpu
          + (['--batch-sizes', '100', '--steps', '1'] if dry_run else
             ['--batch-sizes'] + BATCHES) + ['--out', sub('profile-gpu')], 180, {}),
     ]
