@@ -175,3 +175,90 @@ def test_the_forbidden_words_are_recognised():
     assert flagged('the adversarial pass\'s survivors') == ['"pass" as a round of work']
     assert not flagged('2000 epochs, passes over the training set; a pass over the data')
     assert not flagged('the tests pass; N(0, 0.01² I) noise; pass --eval-every 5')
+
+
+def cells(line):
+    return [c.strip() for c in line.strip().strip('|').split('|')]
+
+
+def candidates(folder, key):
+    """The table lines of the folder's Markdown summaries that can hold the row named
+    `key`, each with the prose around it: every line of a section whose heading names
+    `key`, and any line that names it (or whose first cell starts it)."""
+    for path in sorted(glob.glob(os.path.join(ROOT, folder, '*.md'))):
+        blocks = re.split(r'^(?=#)', read(path), flags=re.M)
+        for block in blocks:
+            heading, _, body = block.partition('\n')
+            table = [line for line in body.splitlines() if line.startswith('|')]
+            context = '\n'.join(line for line in body.splitlines()
+                                 if not line.startswith('|'))
+            for line in table:
+                first = cells(line)[0]
+                if (key in heading or key in cells(line)
+                        or (len(first) > 3 and key.startswith(first))):
+                    yield line, context
+
+
+def row_backed(row, folder):
+    """Whether one summary line (with its section's prose) holds every number of a
+    README table row, each as quoted or rounded to the quoted precision."""
+    wanted = numbers(' '.join(row[1:]))
+    for line, context in candidates(folder, row[0]):
+        found = numbers(line + '\n' + context)
+        values = [float(q) for q in found if '.' in q]
+        if all(backed(q, set(found), values) for q in wanted):
+            return True
+    return False
+
+
+def folder_numbers(folder):
+    """The numbers a results folder's summaries hold: as quoted in its Markdown
+    files, and as values, those of its JSON files and of the Markdown's decimals
+    (a table's +0.1505 backs a quoted 0.150, but not 0.15 quoted as 0.150). Not
+    its CSV files: among their thousands of numbers almost any quote has a match."""
+    quoted, values = set(), []
+    for path in glob.glob(os.path.join(ROOT, folder, '*')):
+        if path.endswith('.md'):
+            found = numbers(read(path))
+            quoted |= set(found)
+            values += [float(q) for q in found if '.' in q]
+        elif path.endswith('.json'):
+            values += list(leaves(json.loads(read(path))))
+    return quoted, values
+
+
+#: Each headline section of the README beside the results folder it quotes.
+HEADLINES = {'How many components': 'results/sweep', 'Closing the gap': 'results/gap',
+             "Bishop's robot arm": 'results/robot_arm'}
+
+
+def test_every_number_of_the_readme_headlines_is_in_its_results():
+    readme = read('README.md')
+    for heading, folder in HEADLINES.items():
+        text = section(readme, '^#+ ' + re.escape(heading))
+        assert '({})'.format(folder) in text or '](' + folder in text, (heading, folder)
+        arm = json.loads(read('results', 'robot_arm', 'metrics.json'))['models']
+        derived = {'12.7': '{:.1f}'.format(arm['least_squares']['rms_mode']
+                                           / arm['joint_diag']['rms_mode'])}
+        quoted, values = folder_numbers(folder)
+        unbacked = [q for q in numbers(text) if not backed(q, quoted, values)
+                    and derived.get(q) != q]
+        assert not unbacked, 'the README\'s "{}" quotes {} that {} does not hold'.format(
+            heading, unbacked, folder)
+        rows = [cells(line) for line in text.splitlines()
+                if line.startswith('|') and not set(line) <= set('|-: ')][1:]
+        assert rows, heading
+        for row in rows:
+            assert row_backed(row, folder), ('the README\'s "{}" row {} is not a row '
+                                             'of {}'.format(heading, row, folder))
+
+
+def test_a_headline_number_that_drifts_is_caught():
+    quoted, values = folder_numbers('results/sweep')
+    assert backed('0.150', quoted, values)       # +0.1505 in summary.md
+    assert not backed('0.160', quoted, values)
+    # In a table row, every number must come from one line: otoro's K = 16 row has
+    # +0.0328, and its K = 24 row's +0.0342 does not back a quoted +0.034.
+    row = ['otoro', '1.2880', '16', '1.3209 ± 0.0076', '+0.033']
+    assert row_backed(row, 'results/sweep')
+    assert not row_backed(row[:4] + ['+0.034'], 'results/sweep')
