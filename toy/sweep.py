@@ -204,6 +204,18 @@ def work(url, name, keys, objective):
 
 
 def _run(study, trial, objective):
+    storage = study._storage
+    try:
+        _settle(study, trial, objective)
+    except KeyboardInterrupt:
+        # Ctrl-C may come at any point after the claim, even before the
+        # objective starts: the trial must not stay RUNNING behind us.
+        if storage.get_trial(trial._trial_id).state == TrialState.RUNNING:
+            study.tell(trial.number, state=TrialState.FAIL)
+        raise
+
+
+def _settle(study, trial, objective):
     storage, key = study._storage, _key(trial)
     owner = owners(trials(study))[key]
     if owner.number != trial.number:
@@ -216,9 +228,6 @@ def _run(study, trial, objective):
         value, row = objective(trial.user_attrs['point'])
         if not math.isfinite(value):  # Optuna would store it as COMPLETE
             raise ValueError('the score is {}, not a finite number'.format(value))
-    except KeyboardInterrupt:
-        study.tell(trial.number, state=TrialState.FAIL)
-        raise
     except Exception as e:  # a failed run is data, whatever the cause
         reason = '{}: {}'.format(type(e).__name__, one_line(e))
         storage.set_trial_user_attr(trial._trial_id, 'failure', reason)
