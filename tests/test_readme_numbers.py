@@ -1,7 +1,9 @@
 """The README and docs/ quote the committed results as the files hold them, link only to
 what exists, and speak to a newcomer (no issue numbers, no first person, no work rounds)."""
+import csv
 import glob
 import json
+import math
 import os
 import re
 
@@ -9,9 +11,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAGES = ['README.md'] + sorted(os.path.relpath(p, ROOT) for p in
                                glob.glob(os.path.join(ROOT, 'docs', '*.md')))
 #: A number as quoted in prose or a table: sign (ASCII or Unicode minus), thousands
-#: separators, decimals; not a part of a word, a version or a file name.
-NUMBER = re.compile(r'(?<![\w.])[-−]?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\w])'
-                    r'|(?<![\w.])[-−]?\d+(?:\.\d+)?(?![\w.]?\w)')
+#: separators, decimals, and the "x" of a ratio as the benchmark writes it ("1,396x");
+#: not a part of a word, a version or a file name.
+NUMBER = re.compile(r'(?<![\w.])[-−]?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!(?!x\b)\w)'
+                    r'|(?<![\w.])[-−]?\d+(?:\.\d+)?(?!\.\w|(?!x\b)\w)')
 LINK = re.compile(r'\]\(([^)\s]+)\)')
 
 
@@ -211,20 +214,99 @@ def row_backed(row, folder):
     return False
 
 
-def folder_numbers(folder):
-    """The numbers a results folder's summaries hold: as quoted in its Markdown
-    files, and as values, those of its JSON files and of the Markdown's decimals
-    (a table's +0.1505 backs a quoted 0.150, but not 0.15 quoted as 0.150). Not
-    its CSV files: among their thousands of numbers almost any quote has a match."""
+def file_numbers(paths):
+    """The numbers results files hold: as quoted in their text (Markdown, CSV, logs),
+    and as values, those of the JSON files and of the text's decimals (a table's
+    +0.1505 backs a quoted 0.150, but not 0.15 quoted as 0.150)."""
     quoted, values = set(), []
-    for path in glob.glob(os.path.join(ROOT, folder, '*')):
-        if path.endswith('.md'):
+    for path in paths:
+        if path.endswith('.json'):
+            values += list(leaves(json.loads(read(path))))
+        else:
             found = numbers(read(path))
             quoted |= set(found)
             values += [float(q) for q in found if '.' in q]
-        elif path.endswith('.json'):
-            values += list(leaves(json.loads(read(path))))
     return quoted, values
+
+
+def folder_numbers(folder):
+    """The numbers a results folder's summaries hold, its Markdown and JSON files.
+    Not its CSV files, logs or training logs (`*-log.json`): among their thousands of
+    numbers almost any quote has a match, so those count only where a page names them
+    (`cited`)."""
+    return file_numbers(path for path in sorted(glob.glob(os.path.join(ROOT, folder, '*')))
+                        if path.endswith(('.md', '.json')) and not path.endswith('-log.json'))
+
+
+def runs(*path):
+    """The rows of a results CSV file, one dict per run."""
+    with open(os.path.join(ROOT, *path), encoding='utf-8') as f:
+        return list(csv.DictReader(f))
+
+
+def held_out_nll(rung, problem):
+    """The mean held-out NLL over the seeds of `problem` in a rung of results/gap/, from
+    its results.csv: unrounded, so that a difference of two rounds as the runs give it."""
+    nll = [float(run['nll']) for run in runs('results', 'gap', rung, 'results.csv')
+           if run['dataset'] == problem and run['model'] == 'mdn']
+    assert nll, (rung, problem)
+    return sum(nll) / len(nll)
+
+
+#: The rows of "What mattered" in docs/close_the_gap.md, in order: each change is one
+#: rung to another, its columns the problems.
+CHANGES = [('small', 'relu128'), ('relu128', 'relu256'), ('relu128', 'relu128-k24'),
+           ('relu128', 'spread12'), ('relu128-k24', 'spread24'),
+           ('spread24', 'spread24-long')]
+PROBLEMS = ('worldmodels', 'bishop', 'otoro')
+
+
+def what_mattered():
+    """The table "What mattered" of docs/close_the_gap.md as the rungs' runs give it."""
+    return [['{:.3f}'.format(held_out_nll(after, problem) - held_out_nll(before, problem))
+             for problem in PROBLEMS] for before, after in CHANGES]
+
+
+def derived(page):
+    """The numbers `page` quotes that no results file holds because they are computed
+    from two or more of its numbers (a ratio, a difference, a total), each computed
+    here from the files and formatted as the page quotes it."""
+    found = set()
+    if page in ('README.md', 'docs/robot_arm.md'):
+        arm = json.loads(read('results', 'robot_arm', 'metrics.json'))
+        model = arm['models']
+        rms = {name: values['rms_mode'] for name, values in model.items()}
+        # How many times closer than least squares, or farther than the diagonal one.
+        found |= {'{:.1f}'.format(rms['least_squares'] / rms['joint_diag']),
+                  '{:.1f}'.format(rms['least_squares'] / rms['joint_full']),
+                  '{:.1f}'.format(rms['per_dimension'] / rms['joint_diag']),
+                  '{:.1f}'.format(model['joint_full']['train_seconds']
+                                  / model['joint_diag']['train_seconds'])}
+        # Differences of held-out NLL: overall and per correlation subset.
+        nll = arm['by_correlation']['nll']
+        found |= {'{:.2f}'.format(model['per_dimension']['nll'] - model['joint_diag']['nll']),
+                  '{:.2f}'.format(model['joint_diag']['nll'] - model['joint_full']['nll'])}
+        found |= {'{:.2f}'.format(diag - full)
+                  for diag, full in zip(nll['joint_diag'], nll['joint_full'])}
+        # ρ = |L2 − L1 cos θ2| / |x| at the inner edge of the workspace, cos θ2 = 0.
+        found.add('{:.2f}'.format(arm['problem']['l2'] / math.hypot(
+            arm['problem']['l1'], arm['problem']['l2'])))
+    if page == 'docs/published_toy.md':
+        # The 20 seeds of both scripts: their training times, in all and on 2 workers.
+        total = sum(float(run['train_seconds'])
+                    for run in runs('results', 'published', 'runs.csv'))
+        found |= {'{:.0f}'.format(total / 60), '{:.0f}'.format(total / 60 / 2)}
+    if page == 'docs/close_the_gap.md':
+        found |= {cell for row in what_mattered() for cell in row}
+        wall = json.loads(read('results', 'gap', 'wall_time.json'))
+        found.add('{:.0f}'.format(sum(run['seconds'] for run in wall) / 60))
+    if page == 'docs/gpu.md':
+        steps = json.loads(read('results', 'gpu', 'summary.json'))['steps']
+        found.add('{:.0f}'.format(sum(step['seconds'] for step in steps) / 60))
+        gpu, cpu = (json.loads(read('results', 'gpu', run, 'benchmark.json'))['throughput']
+                    for run in ('benchmark-gpu', 'benchmark-cpu'))
+        found |= {'{:.1f}'.format(gpu[batch] / cpu[batch]) for batch in gpu}
+    return found
 
 
 #: Each headline section of the README beside the results folder it quotes.
@@ -234,15 +316,13 @@ HEADLINES = {'How many components': 'results/sweep', 'Closing the gap': 'results
 
 def test_every_number_of_the_readme_headlines_is_in_its_results():
     readme = read('README.md')
+    computed = derived('README.md')
     for heading, folder in HEADLINES.items():
         text = section(readme, '^#+ ' + re.escape(heading))
         assert '({})'.format(folder) in text or '](' + folder in text, (heading, folder)
-        arm = json.loads(read('results', 'robot_arm', 'metrics.json'))['models']
-        derived = {'12.7': '{:.1f}'.format(arm['least_squares']['rms_mode']
-                                           / arm['joint_diag']['rms_mode'])}
         quoted, values = folder_numbers(folder)
         unbacked = [q for q in numbers(text) if not backed(q, quoted, values)
-                    and derived.get(q) != q]
+                    and q not in computed]
         assert not unbacked, 'the README\'s "{}" quotes {} that {} does not hold'.format(
             heading, unbacked, folder)
         rows = [cells(line) for line in text.splitlines()
@@ -262,3 +342,110 @@ def test_a_headline_number_that_drifts_is_caught():
     row = ['otoro', '1.2880', '16', '1.3209 ± 0.0076', '+0.033']
     assert row_backed(row, 'results/sweep')
     assert not row_backed(row[:4] + ['+0.034'], 'results/sweep')
+
+
+#: What makes a number of docs/ a measurement: a decimal, or an integer (or a range of
+#: them) directly followed by a unit of time or a ratio. A × followed by a digit is a
+#: shape (3×128, 900 × 1600), not a ratio.
+UNIT = re.compile(r'(?:\s?(?:[-–]|to)\s?\d+(?:,\d{3})*)?\s?'
+                  r'(?:(?:s|min|minutes|seconds|h|hours|times)\b|×(?!\s?\d))')
+#: What makes one not a result: a version or a section ("Python 3.12", "Python ≥ 3.12",
+#: "NumPy 1.26", "CUDA runtime 13.2", "PRML §5.6"), or a bound ("≥ 5×", "≤ 0.1"): a
+#: target or a threshold set before the run.
+NOT_MEASURED = re.compile(r'(?:(?:Python|NumPy|runtime|§)\s?[≥≤]?|[≥≤])\s?$')
+#: Code, fenced or inline, holds commands and options, not quoted results.
+CODE = re.compile(r'```.*?```|`[^`\n]*`', re.S)
+#: The few settings that docs/ quote like measurements, page by page, each with why
+#: it is one. A result belongs in a results file, never here.
+SETTINGS = {
+    # The problems' definitions, ε ~ U(−0.1, 0.1) and y ~ U(−10.5, 10.5); and the
+    # heartbeat (HEARTBEAT, 20 s) and grace period (GRACE, 60 s) of toy/storage.py.
+    'docs/sweep.md': {'-0.1', '-10.5', '10.5', '20', '60'},
+    # log 2, a constant: the least gap of a product of marginals on two branches.
+    'docs/robot_arm.md': {'0.69'},
+    # The inputs of Ha's problem up to ±10.5: its definition, y ~ U(−10.5, 10.5).
+    'docs/published_toy.md': {'10.5'},
+}
+
+
+def measured(text):
+    """The measured numbers a page quotes (see UNIT and NOT_MEASURED), outside its
+    link targets and code, as normalised strings."""
+    text = CODE.sub('', LINK.sub('', text))
+    return [m.group().replace('−', '-').replace(',', '') for m in NUMBER.finditer(text)
+            if ('.' in m.group() or UNIT.match(text, m.end()))
+            and not NOT_MEASURED.search(text, 0, m.start())]
+
+
+def cited(page):
+    """The results a page cites, by relative link or as a `results/...` path in
+    backticks: each one's folder (a linked file counts as its folder), and the CSV
+    files and logs it names."""
+    text = read(page)
+    folders, files = set(), set()
+    for target in LINK.findall(text) + re.findall(r'`(results/[^`\s]*)`', text):
+        base = ROOT if target.startswith('results/') else os.path.dirname(
+            os.path.join(ROOT, page))
+        path = os.path.normpath(os.path.join(base, target.split('#')[0]))
+        if not os.path.relpath(path, ROOT).startswith('results' + os.sep):
+            continue
+        if os.path.isdir(path):
+            folders.add(path)
+        elif os.path.isfile(path):
+            folders.add(os.path.dirname(path))
+            if path.endswith(('.csv', '.log', '-log.json')):
+                files.add(path)
+    return folders, files
+
+
+def unbacked_numbers(page, text=None):
+    """The measured numbers of a page (or of `text` in its place) that neither the
+    results it cites hold, nor `derived` computes, nor SETTINGS lists."""
+    folders, files = cited(page)
+    quoted, values = file_numbers(files)
+    for folder in folders:
+        more_quoted, more_values = folder_numbers(folder)
+        quoted |= more_quoted
+        values += more_values
+    known = derived(page) | SETTINGS.get(page, set())
+    return [q for q in measured(read(page) if text is None else text)
+            if not backed(q, quoted, values) and q not in known]
+
+
+def test_every_measured_number_of_the_docs_is_in_the_results_they_cite():
+    found = ['{}: {}'.format(page, unbacked_numbers(page))
+             for page in PAGES if page.startswith('docs') and unbacked_numbers(page)]
+    assert not found, ('numbers in docs/ that no results file the page cites holds '
+                       '(quote the file, cite it, or compute it in `derived`):\n'
+                       + '\n'.join(found))
+
+
+def test_what_mattered_is_the_difference_of_the_rungs():
+    text = section(read('docs', 'close_the_gap.md'), '^#+ What mattered')
+    rows = [cells(line)[1:] for line in text.splitlines()
+            if line.startswith('|') and not set(line) <= set('|-: ')][1:]
+    assert rows == what_mattered()
+
+
+def test_a_docs_number_that_drifts_is_caught():
+    assert measured('took 87.8 s, 40 s for K = 12, 5 times the 9–14 s, 1.67 times as '
+                    'fast, 3×128 nets, 1,396× and ≥ 5×; Python 3.12, NumPy 1.26, '
+                    'PRML §5.6, `--lr 0.03`') == ['87.8', '40', '5', '9', '14', '1.67',
+                                                  '1396']
+    # Against the results docs/sweep.md cites: the bishop gap (+0.0993 in summary.md)
+    # and the scale-out's speed-up on the means (1.33 in scaleout.md), then drifted.
+    sweep = 'a gap of +0.099; 2 workers ran it 1.33 times as fast'
+    assert unbacked_numbers('docs/sweep.md', sweep) == []
+    assert unbacked_numbers('docs/sweep.md', sweep.replace('0.099', '0.098')) == ['0.098']
+    assert unbacked_numbers('docs/sweep.md', sweep.replace('1.33', '1.67')) == ['1.67']
+    assert unbacked_numbers('docs/sweep.md', sweep + '; a floor takes 40 s') == ['40']
+    # A derived number is computed from the files: the first change of "What mattered"
+    # on worldmodels, and the published seeds' training time on 2 workers.
+    gap = read('docs', 'close_the_gap.md')
+    assert '| -0.080 |' in gap
+    assert unbacked_numbers('docs/close_the_gap.md', gap.replace(
+        '| -0.080 |', '| -0.081 |')) == ['-0.081']
+    published = read('docs', 'published_toy.md')
+    assert 'about 43 min' in published
+    assert unbacked_numbers('docs/published_toy.md', published.replace(
+        'about 43 min', 'about 30 min')) == ['30']
