@@ -14,6 +14,7 @@ OUT/gap.png draws those gaps per rung and seed.
     python -m experiments.close_the_gap                        # every rung
     python -m experiments.close_the_gap --rungs spread24-long --device 0
     python -m experiments.close_the_gap --report-only    # redraw table and figure
+    python -m experiments.close_the_gap --report-only --remake-models  # and the rest
 """
 import csv
 import functools
@@ -32,7 +33,7 @@ from toy import cli, datasets, files, mixture, plots, storage
 from toy.floor import mixture_floor_at
 from experiments import sweep_figures, sweep_mixtures
 from experiments.sweep_config import FLOOR_FILE, SweepConfig
-from experiments.sweep_summary import floors, mean_spread
+from experiments.sweep_summary import floors, gaps, mean_spread
 
 WALL_TIME = 'wall_time.json'
 #: The goal: within this many nats of the Bayes limit.
@@ -115,7 +116,8 @@ def rung_config(args, rung):
         out=os.path.join(args.out, rung), dataset=list(datasets.NAMES), runs=args.runs,
         baseline=False, floor_file=os.path.join(args.out, FLOOR_FILE),
         figures=not args.no_figures, storage=args.storage, device=args.device,
-        jobs=args.jobs, retry_failed=args.retry_failed, **settings)
+        jobs=args.jobs, retry_failed=args.retry_failed,
+        remake_models=args.remake_models, **settings)
 
 
 def has_runs(cfg, parser=None):
@@ -131,17 +133,18 @@ def has_runs(cfg, parser=None):
 
 
 def results(cfg):
-    """(K, {dataset: (held-out NLLs over seeds, train seconds over seeds)},
+    """(K, {dataset: (held-out NLLs, their gaps to the Bayes NLL of their test
+    points (sweep_summary.gaps), train seconds), each over seeds},
     {dataset: its K-floor}) of a rung's finished runs (its SweepConfig `cfg`;
     exported to its results.csv)."""
     rows, _ = sweep_mixtures.export(cfg, sweep_mixtures.open_study(cfg, create=False))
-    floor = floors(cfg)
+    floor, bayes_of, k = floors(cfg), sweep_mixtures.test_bayes(cfg, rows), cfg.k[0]
     found = {}
     for name in datasets.NAMES:
         done = [r for r in rows if r['dataset'] == name and r['model'] == 'mdn']
-        found[name] = (np.array([r['nll'] for r in done]),
+        found[name] = (np.array([r['nll'] for r in done]), gaps(rows, name, k, bayes_of),
                        np.array([r['train_seconds'] for r in done]))
-    return cfg.k[0], found, {name: floor[name, cfg.k[0]] for name in datasets.NAMES}
+    return k, found, {name: floor[name, k] for name in datasets.NAMES}
 
 
 def training(args):
@@ -156,9 +159,10 @@ def write_summary(args, table):
     rungs with runs."""
     lines = ['# Closing the gap to the Bayes limit', '',
              'Held-out NLL on 10,000 test points in nats per point, mean ± std over '
-             'seeds; gaps in nats above the Bayes limit and above the K-component '
-             'mixture floor (the best any K-component mixture can do: the network\'s '
-             'share). Target: within {} of the Bayes limit and 0.03 of the floor. '
+             'seeds; gaps in nats above the Bayes NLL of the same test points (the '
+             'Bayes limit\'s sample) and above the K-component mixture floor (the best '
+             'any K-component mixture can do: the network\'s share). Target: within {} '
+             'of the Bayes limit and 0.03 of the floor. '
              '"Components spread": `--spread-components` (`MDN.spread_components`); '
              'the others start from the random head. Training, alike for every rung '
              'unless its name says otherwise: '
@@ -167,10 +171,10 @@ def write_summary(args, table):
     cells = []
     for rung, (k, found, floor) in table.items():
         for name in datasets.NAMES:
-            nll, sec = found[name]
+            nll, gap, sec = found[name]
             if not len(nll):
                 continue
-            gap = nll.mean() - datasets.limits(name)[0]
+            gap = gap.mean()
             cells.append([RUNGS[rung][0], k, name, len(nll), mean_spread(nll, 'seed'),
                           '{:+.4f}{}'.format(gap, ' ✓' if gap <= TARGET else ''),
                           '{:.4f}'.format(floor[name]), '{:+.4f}{}'.format(
@@ -192,7 +196,7 @@ def gap_rows(table):
     (label, {problem: (gaps to the Bayes limit over seeds, K-floor)}), the
     problems without runs left out."""
     return [('{} (K = {})'.format(rung, k),
-             {name: (found[name][0] - datasets.limits(name)[0], floor[name])
+             {name: (found[name][1], floor[name])
               for name in datasets.NAMES if len(found[name][0])})
             for rung, (k, found, floor) in table.items()]
 
@@ -270,11 +274,12 @@ def excess_by_input(cfg, title, n=PAIRS, bins=20):
     .png. Per problem, the inputs of n fresh pairs cut into `bins` bins of
     equal probability; in each, the mean of log p(y|x) - log q(y|x) (the
     model's KL from the true p(y|x) there) beside the K-mixture floor at the
-    bin's median input. Problems whose model file is missing are left out;
-    nothing is written without one. False, and nothing done, if the rung has
-    no folder of models at all (they are not committed)."""
+    bin's median input. Problems whose model file is missing are left out
+    (unless cfg.remake_models: see sweep_mixtures.seed0); nothing is written
+    without one. False, and nothing done, if the rung has no folder of models
+    at all (they are not committed) and none is to be remade."""
     k = cfg.k[0]
-    if not os.path.isdir(cfg.models):
+    if not (os.path.isdir(cfg.models) or cfg.remake_models):
         return False
     panels, lines = [], []
     # About a minute per problem, most of it the K-floor at each bin.
@@ -338,6 +343,12 @@ def main(argv=None):
                 'seconds': round(time.time() - start), 'rungs': args.rungs,
                 'jobs': args.jobs, 'seeds': args.runs, 'device': args.device}])
     done = [rung for rung in RUNGS if has_runs(configs[rung])]
+    if args.report_only and args.remake_models:
+        # The rungs' own figures, from their seed-0 models made again.
+        for rung in args.rungs:
+            if rung in done:
+                sweep_mixtures.report(configs[rung], sweep_mixtures.open_study(
+                    configs[rung], create=False))
     table = {rung: results(configs[rung]) for rung in done}
     write_summary(args, table)
     gap_figure(os.path.join(args.out, 'gap.png'), table)
@@ -346,7 +357,8 @@ def main(argv=None):
     if without_models:
         # A checkout has the runs' storage, not their models.
         print('excess_by_input not redrawn for {}: no models/ folder (models are not '
-              'committed); the table is redrawn from the storage'.format(
+              'committed: --remake-models trains the seed-0 models again); the table is '
+              'redrawn from the storage'.format(
                   ', '.join(without_models)), file=sys.stderr)
     print('table: {}, figure: {}'.format(os.path.join(args.out, 'summary.md'),
                                          os.path.join(args.out, 'gap.png')))

@@ -61,11 +61,13 @@ class SweepConfig:
     baseline: bool = True
     floors: bool = True
     floor_file: str = None
+    recompute_floors: bool = False
     figures: bool = True
     storage: str = None
     device: str = '-1'
     jobs: int = 1
     retry_failed: bool = False
+    remake_models: bool = False
 
     def __post_init__(self):
         self.dataset = list(datasets.NAMES if 'all' in self.dataset else

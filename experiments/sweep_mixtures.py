@@ -66,7 +66,10 @@ def make_parser():
                    help='skip the least-squares runs (they cost an MDN run each)')
     p.add_argument('--no-floor', action='store_true', help='skip the K-mixture '
                    'floors (computed once per problem and K, then kept in '
-                   '--floor-file; K = 12 takes about 40 s)')
+                   '--floor-file: minutes at K = 24)')
+    p.add_argument('--recompute-floors', action='store_true',
+                   help='compute the K-floors of this grid again, replacing those kept '
+                   'in --floor-file')
     p.add_argument('--floor-file', metavar='PATH', help='where the floors are '
                    'kept; unset: OUT/{}'.format(FLOOR_FILE))
     return p
@@ -83,8 +86,9 @@ def from_args(args):
         eval_every=args.eval_every, spread_components=args.spread_components,
         sigma_min=args.sigma_min, baseline=not args.no_baseline,
         floors=not args.no_floor, floor_file=args.floor_file,
+        recompute_floors=args.recompute_floors,
         figures=not args.no_figures, storage=args.storage, device=args.device,
-        jobs=args.jobs, retry_failed=args.retry_failed)
+        jobs=args.jobs, retry_failed=args.retry_failed, remake_models=args.remake_models)
 
 
 def parse_args(argv=None):
@@ -205,13 +209,40 @@ def run_task(point, cfg):
     return value, row
 
 
+def remake(cfg, point):
+    """Train `point` again for its model file, and say on one line how its
+    score compares with the stored run's: the same on the machine that made
+    it (training is deterministic there), another optimum on another CPU."""
+    value, _ = run_task(point, cfg)
+    trial = sweep.outcomes(open_study(cfg, create=False)).get(key(point))
+    stored = 'none stored' if trial is None or trial.value is None else \
+        'the stored run\'s {:.6f}'.format(trial.value)
+    print('remade {} for the figures: score {:.6f}, {}'.format(
+        model_path(cfg, point), value, stored), file=sys.stderr)
+
+
+def test_bayes(cfg, rows):
+    """{(dataset, seed): the Bayes NLL of its test points} for the rows'
+    problems and seeds: the mean of -log p(target | input) under the true
+    density, the reference of each run's gap (sweep_summary.gaps)."""
+    found = {}
+    for name, seed in {(r['dataset'], r['seed']) for r in rows}:
+        x, y = splits(dict(grid(cfg)[0], dataset=name, seed=seed))['test']
+        found[name, seed] = -float(np.mean(datasets.conditional_log_density(
+            name, x[:, 0], y[:, 0], direction=cfg.direction)))
+    return found
+
+
 def seed0(cfg, name, model, k, x):
     """The seed-0 model's output at x (N, 1) in original units: its mixture
     (logits, mu, ln_var) or least-squares fit; None, with a warning, if its
-    file cannot be used."""
+    file cannot be used. With cfg.remake_models a missing file is trained
+    again first (`remake`)."""
     if model == 'least_squares' and not cfg.baseline:
         return None
     point = dict(grid(cfg)[0], dataset=name, model=model, k=k, seed=0)
+    if cfg.remake_models and not os.path.exists(model_path(cfg, point)):
+        remake(cfg, point)
     net = build_model(point)
     try:
         scaler = checkpoint.load(model_path(cfg, point), net)
@@ -292,7 +323,8 @@ def report(cfg, study):
     rows, failed = export(cfg, study)
     floor_of = sweep_summary.floors(cfg)
     sweep_summary.write_summary(cfg, rows, failed, floor_of, 'Config `{}`: {}'.format(
-        config_id(cfg), ', '.join('{}={}'.format(k, v) for k, v in config(cfg).items())))
+        config_id(cfg), ', '.join('{}={}'.format(k, v) for k, v in config(cfg).items())),
+        test_bayes(cfg, rows))
     if cfg.figures:
         draw(cfg, rows, floor_of)
     return rows, failed

@@ -10,11 +10,6 @@ from tqdm import tqdm
 
 from toy import datasets, files, floor
 
-#: EM iterations per start of the K-floors: EM creeps, and 2,000 take 4x as
-#: long for floors about 1e-3 nats lower (worldmodels K = 5: 0.0787 against
-#: 0.0776), a tenth of the gaps they are set against.
-FLOOR_ITERATIONS = 500
-
 
 
 def parse(row):
@@ -43,7 +38,8 @@ def best_k(rows, name, ks):
 def floors(cfg):
     """{(dataset, K): its K-mixture floor} in nats above the Bayes limit
     (floor.mixture_floor), for cfg's problems and K; {} without floors. Each
-    is computed once and kept in cfg.floor_path."""
+    is computed once and kept in cfg.floor_path (again if
+    cfg.recompute_floors)."""
     if not cfg.floors:
         return {}
     path = cfg.floor_path
@@ -57,14 +53,13 @@ def floors(cfg):
     for name in cfg.dataset:
         for k in cfg.k:
             label = '{}-{}-k{}'.format(name, cfg.direction, k)
-            value = kept.get(label)
+            value = None if cfg.recompute_floors else kept.get(label)
             if not (isinstance(value, float) and math.isfinite(value) and value >= 0):
                 with tqdm(desc='{}-component mixture floor of {} (kept in {})'.format(
                         k, name, path), unit='input', leave=False, disable=None,
                         dynamic_ncols=True) as bar:
                     value = kept[label] = floor.mixture_floor(
-                        name, k, cfg.direction, iterations=FLOOR_ITERATIONS,
-                        progress=functools.partial(_advance, bar))
+                        name, k, cfg.direction, progress=functools.partial(_advance, bar))
                 os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
                 files.write_json(path, kept)  # each as it comes: they are slow
             found[name, k] = value
@@ -83,28 +78,69 @@ def _advance(bar, done, total):
     bar.refresh()
 
 
-def write_summary(cfg, rows, failed, floor_of, settings):
+#: A run whose gap is more than this below its K-floor is flagged in the
+#: summary: a floor is the KL of a concrete mixture, an upper bound, so a
+#: network below it proves the floor wrong (the allowance is for the
+#: sampling error of a gap measured on the test points).
+BELOW_FLOOR = 0.005
+#: "Enough components": the smallest K whose runs' mean gap is within this
+#: many nats of the largest K's floor.
+ENOUGH = 0.01
+
+
+def gaps(rows, name, k, bayes_of):
+    """The gaps of problem `name`'s K = k runs (an array over seeds): each
+    run's held-out NLL above the Bayes NLL of its own test points
+    (bayes_of: {(dataset, seed): it}), in nats per point. The same points
+    score every K, so their sampling error (0.01 nats and more against the
+    Bayes limit's expectation) cancels."""
+    return np.array([r['nll'] - bayes_of[r['dataset'], r['seed']] for r in rows
+                     if r['dataset'] == name and r['model'] == 'mdn' and r['k'] == k])
+
+
+def below_floor(rows, name, bayes_of, floor_of):
+    """[(K, seed, gap, floor)] of the runs of `name` whose gap is more than
+    BELOW_FLOOR below their K-floor."""
+    return [(r['k'], r['seed'], gap, floor_of[name, r['k']])
+            for r in rows if r['dataset'] == name and r['model'] == 'mdn'
+            and (name, r['k']) in floor_of
+            for gap in [r['nll'] - bayes_of[name, r['seed']]]
+            if gap < floor_of[name, r['k']] - BELOW_FLOOR]
+
+
+def enough_components(ks, mean_gaps, last_floor):
+    """The smallest K of ks whose mean gap (mean_gaps, one per K) is within
+    ENOUGH nats of last_floor (the largest K's floor); None if none is."""
+    return next((k for k, gap in zip(ks, mean_gaps) if gap <= last_floor + ENOUGH), None)
+
+
+def write_summary(cfg, rows, failed, floor_of, settings, bayes_of):
     """cfg's summary.md: per problem, a table of its K (rows: parsed rows of
     cfg's grid), their K-floors (floor_of: `floors`), the least-squares
-    baseline and the failed runs ((key, reason) pairs); `settings` is the
+    baseline, the failed runs ((key, reason) pairs), the runs below their
+    floor and the "enough components" answer; gaps are to the Bayes NLL of
+    each run's test points (bayes_of: see `gaps`); `settings` is the
     sentence that names the config."""
     lines = ['# Mixture-count sweep ({} direction)'.format(cfg.direction), '',
              "Held-out NLL in nats per point, in the target's original units, mean ± "
-             'std over seeds on {0.test_points} test points; the gap is to the exact '
-             'Bayes limit H(target | input). The K-floor is the lowest gap any '
-             'K-component mixture can reach (fitted to the true density at each '
-             'input, `floor.mixture_floor`): the mixture\'s share of the gap; the '
-             'rest is the network\'s. Models chosen on {0.val_points} '
-             'validation points; trained on {0.train_points}. {1}.'.format(
-                 cfg, settings), '']
+             'std over seeds on {0.test_points} test points. The gap is to the Bayes '
+             'NLL of the same test points (their mean of -log p(target | input) under '
+             'the true density; the exact Bayes limit H(target | input) is its '
+             'expectation). The K-floor is the lowest gap any K-component mixture can '
+             'reach (fitted to the true density at each input, '
+             '`floor.mixture_floor`): the mixture\'s share of the gap; the rest is '
+             'the network\'s. Models chosen on {0.val_points} validation points; '
+             'trained on {0.train_points}. {1}.'.format(cfg, settings), '']
     for name in cfg.dataset:
         bayes, gaussian = datasets.limits(name, cfg.direction)
-        table = []
+        table, ks, mean_gaps = [], [], []
         for k in cfg.k:
             nll, mse, sec = (select(rows, name, k, f) for f in ('nll', 'mse', 'train_seconds'))
             if not len(nll):
                 continue
-            gap = nll.mean() - bayes
+            gap = gaps(rows, name, k, bayes_of).mean()
+            ks.append(k)
+            mean_gaps.append(gap)
             shares = (['{:.4f}'.format(floor_of[name, k]),
                        '{:+.4f}'.format(gap - floor_of[name, k])]
                       if (name, k) in floor_of else ['–', '–'])
@@ -119,15 +155,24 @@ def write_summary(cfg, rows, failed, floor_of, settings):
              'gap to 1-Gaussian', 'mixture-mean MSE', 'train s'], table, 'r' * 9)
         k, mse = best_k(rows, name, cfg.k), select(rows, name, 0, 'mse', 'least_squares')
         lines += [''] + (['Best K = {} (mean held-out NLL {:.4f}, gap {:+.4f} nats).'.format(
-            k, select(rows, name, k).mean(), select(rows, name, k).mean() - bayes)]
-            if k else [])
+            k, select(rows, name, k).mean(), mean_gaps[ks.index(k)])] if k else [])
+        if ks and (name, cfg.k[-1]) in floor_of:
+            last = floor_of[name, cfg.k[-1]]
+            enough = enough_components(ks, mean_gaps, last)
+            lines += ['Enough components: {} (the smallest K whose mean gap is within {} '
+                      'nats of the K = {} floor, {:.4f}).'.format(
+                          'K = {}'.format(enough) if enough else 'no K', ENOUGH,
+                          cfg.k[-1], last)]
         lines += ['Least-squares baseline (LeastSquares, same net): held-out MSE in '
                   'target units squared {}{}.'.format(
                       mean_spread(mse, 'run', '{:.4g}', '{:.2g}'),
                       ', {} runs'.format(len(mse)) if len(mse) > 1 else '')] if len(mse) else []
         lines += ['Failed, excluded from the means and the best K (rerun with '
                   '--retry-failed): `{}`: {}'.format(*f) for f in failed
-                  if f[0].startswith(name + '-')] + ['']
+                  if f[0].startswith(name + '-')]
+        lines += ['**Below its K-floor** by more than {} nats, so the floor is wrong '
+                  'there: K = {}, seed {}: gap {:+.4f}, floor {:.4f}.'.format(
+                      BELOW_FLOOR, *run) for run in below_floor(rows, name, bayes_of,
+                                                                 floor_of)] + ['']
     with files.atomic_write(cfg.summary_path) as f:
         f.write('\n'.join(lines))
-

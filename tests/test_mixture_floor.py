@@ -6,6 +6,9 @@ by its sum), and the mixture's KL from it minimised by L-BFGS over the
 mixture's logits, means and log standard deviations, with the analytic
 gradient, from starts of its own.
 """
+import csv
+import json
+import os
 import time
 
 import numpy as np
@@ -14,6 +17,8 @@ from scipy import optimize
 from scipy.special import log_softmax, logsumexp
 
 from toy import datasets, floor
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def posterior(name, x, n=4000):
@@ -73,6 +78,41 @@ def test_otoro_floor_is_the_optimum(k, x):
     reference = [direct_floor('otoro', xi, k) for xi in x]
     np.testing.assert_allclose(kl, reference, atol=1e-3)
     assert max(reference) > 0.01  # something to find
+
+
+@pytest.mark.parametrize('name, k, x', [('worldmodels', 5, [-0.5, 0.3]),
+                                         ('bishop', 12, [0.2, 0.5, 0.8]),
+                                         ('bishop', 24, [0.5])])
+def test_floor_at_published_sizes_is_at_most_a_direct_fit(name, k, x):
+    """At the published sizes, K = 5, 12 and 24, the floor is no higher than
+    the direct L-BFGS fit on a dense grid (both are upper bounds on the true
+    floor: a fit may find a lower optimum than the other). On 4 nodes per
+    component and EM alone, bishop's K = 12 floor was 0.019 nats at
+    x = 0.2, where the direct fit gives 0.005: its hard edges want narrow
+    components."""
+    kl = floor.mixture_floor_at(name, k, x)[1]
+    reference = [direct_floor(name, xi, k) for xi in x]
+    assert np.all(kl <= np.array(reference) + 2e-4), (kl, reference)
+
+
+def test_floor_is_the_kl_of_its_mixture():
+    """The floor at an input is the KL of the mixture the fit found, as the
+    direct fit's dense midpoint integral gives it: the fit's quadrature
+    does not flatter it."""
+    problem, x = datasets.PROBLEMS['bishop'], np.array([0.2, 0.5])
+    nodes = floor._floor_nodes(problem, 12, 16, 3, floor.EM_ITERATIONS)
+    a, omega, log_p, _ = floor._posterior(problem, 'bishop', x, nodes)
+    fitted = floor._polish(a, omega, floor._fit(a, omega, log_p, 12, 3,
+                                                floor.EM_ITERATIONS, 0)[0])
+    fine = floor._posterior(problem, 'bishop', x, floor.SCORE * nodes)[:3]
+    for row, xi in enumerate(x):
+        log_pi, mu, var = (f[row] for f in fitted)
+        theta = np.concatenate([log_pi, mu, 0.5 * np.log(var)])
+        y, w, log_p_dense = posterior('bishop', xi, n=200000)
+        dense = kl_and_gradient(theta, y, w, log_p_dense, 12)[0]
+        assert floor._kl(*fine, fitted)[row] == pytest.approx(dense, abs=5e-5)
+    assert np.all(floor.mixture_floor_at('bishop', 12, x)[1]
+                  <= floor._kl(*fine, fitted) + 1e-12)
 
 
 @pytest.mark.parametrize('k', [0, -1, 2.5, True, '3', None])
@@ -185,3 +225,68 @@ def test_floor_reports_progress_per_block_of_inputs():
                                      progress=lambda done, total: calls.append((done, total)))
     assert calls == [(16, 37), (32, 37), (37, 37)]
     np.testing.assert_array_equal(told[1], plain[1])
+
+
+def committed_sweeps():
+    """(SweepConfig, parsed rows, {(dataset, K): floor}) of every committed
+    sweep: results/sweep (the default command's) and each rung of results/gap,
+    read from their files (nothing exported, nothing computed)."""
+    from experiments import close_the_gap, sweep_summary
+    from experiments.sweep_config import SweepConfig, config_id, current
+    args = close_the_gap.make_parser().parse_args(['--out', os.path.join(ROOT, 'results',
+                                                                         'gap')])
+    configs = [SweepConfig(out=os.path.join(ROOT, 'results', 'sweep'))] + [
+        close_the_gap.rung_config(args, rung) for rung in close_the_gap.RUNGS]
+    for cfg in configs:
+        with open(cfg.results_path, newline='') as f:
+            # An empty cell is a field the run does not have (a baseline's NLL).
+            rows = [sweep_summary.parse(current({k: v for k, v in r.items() if v}))
+                    for r in csv.DictReader(f)]
+        assert {r['config'] for r in rows} == {config_id(cfg)}, cfg.out
+        with open(cfg.floor_path) as f:
+            kept = json.load(f)
+        yield cfg, rows, {(name, k): kept['{}-inverse-k{}'.format(name, k)]
+                          for name in cfg.dataset for k in cfg.k}
+
+
+def test_no_committed_run_is_below_its_floor():
+    """A floor is the KL of a concrete mixture, an upper bound on the best
+    any K-component mixture can do: a committed run below it by more than
+    the gap's sampling allowance would prove it wrong (the otoro K = 5 floor
+    of 0.082 nats was 0.029 above the mean of the runs at that K)."""
+    from experiments import sweep_mixtures, sweep_summary
+    bayes_of = {}
+    for cfg, rows, floor_of in committed_sweeps():
+        sizes = (cfg.train_points, cfg.val_points, cfg.test_points)
+        if sizes not in bayes_of:
+            bayes_of[sizes] = sweep_mixtures.test_bayes(cfg, rows)
+        for name in cfg.dataset:
+            assert not sweep_summary.below_floor(rows, name, bayes_of[sizes], floor_of), (
+                cfg.out, name)
+
+
+@pytest.mark.parametrize('name, k', [('bishop', 2), ('otoro', 1), ('worldmodels', 3)])
+def test_the_committed_floors_are_this_code_s(name, k):
+    """The committed cache of floors is what `mixture_floor` computes now
+    (`sweep_mixtures --recompute-floors` makes it again), at the K cheap
+    enough to recompute here."""
+    for cfg, _, floor_of in committed_sweeps():
+        if (name, k) in floor_of:
+            assert floor_of[name, k] == pytest.approx(floor.mixture_floor(name, k), abs=1e-6)
+            return
+    pytest.fail('no committed floor of {} at K = {}'.format(name, k))
+
+
+@pytest.mark.parametrize('name', datasets.NAMES)
+def test_forward_log_density_at_pairs_is_the_noise_density(name):
+    """The forward direction's log p(target | input) at pairs, the reference
+    of a forward sweep's gaps: the log of `conditional_density` at each pair,
+    -inf off a uniform band."""
+    problem = datasets.PROBLEMS[name]
+    a, x = problem.sample(50, np.random.default_rng(1))
+    x = x + np.where(np.arange(50) % 5 == 0, 3.0, 0.0)   # some off the band
+    got = datasets.conditional_log_density(name, a, x, direction='forward')
+    grid = datasets.conditional_density(name, 'forward', a, x)
+    with np.errstate(divide='ignore'):
+        np.testing.assert_allclose(got, np.log(np.diag(grid)), rtol=1e-12)
+    assert np.all(np.isfinite(got[np.arange(50) % 5 != 0]))

@@ -4,6 +4,7 @@ runs, and what the exported table and figures count."""
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -404,12 +405,18 @@ def test_summary_splits_the_gap_at_the_k_floor_computed_once(tmp_path, monkeypat
     assert 0 < kept['bishop-inverse-k2'] < kept['bishop-inverse-k1']
     nll = {int(r['k']): float(r['nll']) for r in read_csv(os.path.join(out, 'results.csv'))
            if r['model'] == 'mdn'}
+    # The gap is to the Bayes NLL of the run's own 500 test points, whose
+    # sampling error (about 0.04 nats here) the Bayes limit would keep.
+    x, y = sweep.splits(sweep.grid(sweep.parse_args(argv))[0])['test']
+    test_bayes = -np.mean(datasets.conditional_log_density('bishop', x[:, 0], y[:, 0]))
     summary = open(os.path.join(out, 'summary.md')).read()
     for k in (1, 2):
         line = next(x for x in summary.splitlines() if x.startswith('| {} | 1 |'.format(k)))
         cells = [c.strip() for c in line.split('|')[1:-1]]
+        assert float(cells[3]) == pytest.approx(nll[k] - test_bayes, abs=1e-4)
         assert float(cells[4]) == pytest.approx(kept['bishop-inverse-k%d' % k], abs=1e-4)
-        assert float(cells[5]) == pytest.approx(nll[k] - bayes - float(cells[4]), abs=2e-4)
+        assert float(cells[5]) == pytest.approx(nll[k] - test_bayes - float(cells[4]),
+                                                abs=2e-4)
     # Kept: a report does not compute them again; a damaged file is redone.
     monkeypatch.setattr(floor, 'mixture_floor', lambda *a, **kw: 0.5)
     assert sweep.main(argv + ['--report-only']) == 0
@@ -419,6 +426,59 @@ def test_summary_splits_the_gap_at_the_k_floor_computed_once(tmp_path, monkeypat
     assert sweep.main(argv + ['--report-only']) == 0
     assert set(json.load(open(os.path.join(out, sweep.FLOOR_FILE))).values()) == {0.5}
     assert '| 0.5000 |' in open(os.path.join(out, 'summary.md')).read()
+    # --recompute-floors replaces the kept ones of its grid, and only those.
+    monkeypatch.setattr(floor, 'mixture_floor', lambda *a, **kw: 0.25)
+    assert sweep.main(argv + ['-k', '2', '--report-only', '--recompute-floors']) == 0
+    assert json.load(open(os.path.join(out, sweep.FLOOR_FILE))) == {
+        'bishop-inverse-k1': 0.5, 'bishop-inverse-k2': 0.25}
+
+
+def summary_of(tmp_path, nll, floor_of, test_bayes=-1.0):
+    """The summary of made-up bishop rows {(K, seed): held-out NLL}, with
+    K-floors {K: floor} and every seed's test points' Bayes NLL test_bayes."""
+    cfg = sweep.SweepConfig(out=str(tmp_path), dataset=['bishop'],
+                            k=sorted({k for k, _ in nll}), baseline=False)
+    rows = [dict(dataset='bishop', model='mdn', k=k, seed=seed, nll=v, mse=0.1,
+                 train_seconds=1.0) for (k, seed), v in nll.items()]
+    sweep_summary.write_summary(cfg, rows, [], {('bishop', k): f for k, f in floor_of.items()},
+                                'made up', {('bishop', seed): test_bayes
+                                            for _, seed in nll})
+    return open(cfg.summary_path).read()
+
+
+def test_summary_names_the_smallest_k_within_a_hundredth_of_the_last_floor(tmp_path):
+    floors = {1: 0.6, 2: 0.15, 4: 0.05, 8: 0.012, 12: 0.008}
+    # Mean gaps (two seeds each) 0.61, 0.17, 0.0175, 0.0165, 0.012; the
+    # K = 12 floor plus 0.01 is 0.018.
+    nll = {(1, 0): -0.40, (1, 1): -0.38, (2, 0): -0.84, (2, 1): -0.82,
+           (4, 0): -0.983, (4, 1): -0.982, (8, 0): -0.984, (8, 1): -0.983,
+           (12, 0): -0.988, (12, 1): -0.988}
+    summary = summary_of(tmp_path, nll, floors)
+    assert ('Enough components: K = 4 (the smallest K whose mean gap is within 0.01 nats '
+            'of the K = 12 floor, 0.0080).') in summary
+    # A hair more: K = 4 is out (0.0187 > 0.018), K = 8 is in.
+    nll[4, 0] = nll[4, 1] = -0.9813
+    assert 'Enough components: K = 8 ' in summary_of(tmp_path, nll, floors)
+    for k in (4, 8, 12):
+        nll[k, 0] = nll[k, 1] = -0.95
+    assert 'Enough components: no K (' in summary_of(tmp_path, nll, floors)
+    assert sweep_summary.enough_components([1, 2], [0.3, 0.005], 0.0) == 2
+
+
+def test_summary_flags_a_run_below_its_floor(tmp_path):
+    """A floor is the KL of a concrete mixture: a run below it by more than
+    the allowance proves it wrong, and the summary says so; one within the
+    allowance (the gap's sampling error) is not flagged."""
+    floors = {2: 0.15, 4: 0.05}
+    # Gaps 0.147 and 0.047: below their floors by less than 0.005.
+    nll = {(2, 0): -0.853, (2, 1): -0.84, (4, 0): -0.953, (4, 1): -0.9}
+    summary = summary_of(tmp_path, nll, floors)
+    assert '**Below its K-floor**' not in summary
+    nll[2, 0] = -0.856
+    flagged = [line for line in summary_of(tmp_path, nll, floors).splitlines()
+               if line.startswith('**Below its K-floor**')]
+    assert flagged == ['**Below its K-floor** by more than 0.005 nats, so the floor is '
+                       'wrong there: K = 2, seed 0: gap +0.1440, floor 0.1500.']
 
 
 def test_scores_in_original_units_match_direct_computation(tmp_path):
@@ -852,3 +912,34 @@ def test_a_baseline_stored_as_mse_is_read_as_least_squares(tmp_path):
     rows, failed = sweep.export(cfg, study)
     assert [(r['model'], r['mse']) for r in rows] == [('least_squares', 0.5)] and not failed
     assert [r['model'] for r in read_csv(cfg.results_path)] == ['least_squares']
+
+
+def test_remake_models_trains_again_only_the_missing_seed_0_models(copy_of_swept, capsys):
+    """Models are not committed: --report-only --remake-models trains the
+    seed-0 models the figures need again (the same model on this machine:
+    the same held-out NLL as the stored run) and draws the figures; without
+    it, or with the models there, nothing trains."""
+    models = os.path.join(copy_of_swept, 'models')
+    kept = {name: open(os.path.join(models, name), 'rb').read()
+            for name in os.listdir(models)}
+    assert sweep.main(TINY + ['--out', copy_of_swept, '--report-only']) == 0
+    assert 'remade' not in capsys.readouterr().err
+    shutil.rmtree(models)
+    assert sweep.main(TINY + ['--out', copy_of_swept, '--report-only']) == 0
+    assert not os.path.exists(models)
+    capsys.readouterr()
+    assert sweep.main(TINY + ['--out', copy_of_swept, '--report-only',
+                              '--remake-models']) == 0
+    remade = [line for line in capsys.readouterr().err.splitlines()
+              if line.startswith('remade ')]
+    # The figures need both K's MDNs and the least-squares fit.
+    assert sorted(os.listdir(models)) == sorted(kept)
+    assert len(remade) == 3
+    for line in remade:
+        score, stored = re.fullmatch(r'remade \S+ for the figures: score (\S+), the '
+                                     r'stored run\'s (\S+)', line).groups()
+        assert abs(float(score) - float(stored)) < 1e-4, line
+    assert os.path.exists(os.path.join(copy_of_swept, 'bishop-inverse-best_k.png'))
+    assert sweep.main(TINY + ['--out', copy_of_swept, '--report-only',
+                              '--remake-models']) == 0
+    assert 'remade' not in capsys.readouterr().err

@@ -284,7 +284,7 @@ def cpu_name():
 
 def add_sweep_arguments(parser):
     """The options of every sweep script: --jobs, --storage, --retry-failed,
-    --report-only (see `open_study`)."""
+    --report-only (see `open_study`), --remake-models."""
     parser.add_argument('--jobs', '-j', type=positive,
                         default=min(2, os.cpu_count() or 1),
                         help='worker processes on this machine')
@@ -296,6 +296,10 @@ def add_sweep_arguments(parser):
                         help='train again the runs that failed (diverged or raised)')
     parser.add_argument('--report-only', action='store_true',
                         help='export the results from the storage; train nothing')
+    parser.add_argument('--remake-models', action='store_true',
+                        help='train again the seed-0 models the figures need whose '
+                        'files are missing (models are not committed), and say how '
+                        'each one\'s score compares with its stored run\'s')
 
 
 def open_study(parser, out, fields, open_):

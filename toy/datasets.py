@@ -350,19 +350,24 @@ def conditional_density(name, direction, inputs, targets,
     return np.where(p_x > 0, joint / np.where(p_x > 0, p_x, 1.0), 0.0)
 
 
-def conditional_log_density(name, inputs, targets, resolution=DEFAULT_RESOLUTION):
-    """True log p(target | input) of the inverse problem at pairs: (M,) for
-    inputs and targets of one shape with M elements (`conditional_density`
-    at each pair, not on a grid); -inf where the pair is impossible (p(x) = 0
-    or p(target | x) = 0). Both must be finite; inputs and targets of
-    different shapes are refused, not broadcast."""
-    problem = lookup(name, 'inverse')
+def conditional_log_density(name, inputs, targets, resolution=DEFAULT_RESOLUTION,
+                            direction='inverse'):
+    """True log p(target | input) at pairs: (M,) for inputs and targets of
+    one shape with M elements (`conditional_density` at each pair, not on a
+    grid); -inf where the pair is impossible (p(x) = 0 or p(target | x) = 0).
+    Both must be finite; inputs and targets of different shapes are refused,
+    not broadcast."""
+    problem = lookup(name, direction)
     x = preprocess.finite('inputs', inputs)
     a = preprocess.finite('targets', targets)
     if x.shape != a.shape:
         raise ValueError('conditional_log_density takes pairs: inputs and targets '
                          'must have one shape, got {} and {}'.format(x.shape, a.shape))
     x, a = x.ravel(), a.ravel()
+    if direction == 'forward':
+        # The input is the latent: p(target | input) is the noise's density.
+        with np.errstate(divide='ignore'):
+            return np.log(problem.likelihood(a, x))
     p_x = problem.moments(x, resolution)[0]
     joint = problem.likelihood(x, a) * ((a >= problem.lo) & (a <= problem.hi)) / (
         problem.hi - problem.lo)

@@ -43,6 +43,11 @@ from toy.storage import (ERRORS, HEARTBEAT, StorageError, connect, one_line,
 
 #: Exit status of a worker process whose storage stopped answering.
 LOST = 3
+#: Seconds a worker with nothing to claim waits before it looks again, while
+#: a point of its grid runs elsewhere: that run's end (or its death) is what
+#: ends the sweep, and a query a second costs the storage little. Half a
+#: heartbeat (10 s) kept the last worker of a small sweep idle that long.
+POLL = 1.0
 
 class StorageLost(Exception):
     """The storage stopped answering during the sweep."""
@@ -196,7 +201,7 @@ def work(url, name, keys, objective):
             if trial is None:
                 if not busy:
                     return
-                time.sleep(max(1, HEARTBEAT / 2))
+                time.sleep(POLL)
                 continue
             _run(study, trial, objective)
     except (StorageError,) + ERRORS as e:
