@@ -24,6 +24,7 @@ import sys
 import zlib
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 import toy  # noqa: F401  (patches NumPy/Python for chainer before it is imported)
 import chainer
@@ -300,9 +301,13 @@ def held(study, cfg):
 def run(cfg, study):
     """Train the points of cfg's grid that its study lacks: 0 when all are
     done, else sweep.run's exit status."""
-    os.environ.setdefault('OMP_NUM_THREADS', '1')  # the workers are the parallelism
-    return sweep.run(storage.storage_url(cfg.url), study, grid(cfg), key,
-                     functools.partial(run_task, cfg=cfg), cfg.jobs, cfg.retry_failed)
+    # The workers are the parallelism: one BLAS thread each, this process's
+    # own included (--jobs 1 trains here). Two commands on one machine with
+    # a thread per core each ran no faster than one.
+    os.environ.setdefault('OMP_NUM_THREADS', '1')
+    with threadpool_limits(limits=int(os.environ['OMP_NUM_THREADS'])):
+        return sweep.run(storage.storage_url(cfg.url), study, grid(cfg), key,
+                         functools.partial(run_task, cfg=cfg), cfg.jobs, cfg.retry_failed)
 
 
 def export(cfg, study):

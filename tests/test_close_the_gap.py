@@ -62,7 +62,7 @@ def test_table_reports_each_rung_against_its_own_runs_and_the_floors(tiny, tmp_p
         for name in gap.datasets.NAMES:
             nll = np.array([float(r['nll']) for r in rows if r['dataset'] == name])
             assert len(nll) == 2
-            bayes = np.mean([test_points_bayes(out, rung, name, int(r['seed']))
+            bayes = np.mean([bayes_of_test_points(out, rung, name, int(r['seed']))
                              for r in rows if r['dataset'] == name])
             line = next(x for x in summary.splitlines()
                         if x.startswith('| {} | {} | {} |'.format(text, k, name)))
@@ -101,14 +101,14 @@ def test_table_reports_each_rung_against_its_own_runs_and_the_floors(tiny, tmp_p
         k = gap.RUNGS[rung][1]
         for name in gap.datasets.NAMES:
             gaps, k_floor = found[name]
-            want = [float(r['nll']) - test_points_bayes(out, rung, name, int(r['seed']))
+            want = [float(r['nll']) - bayes_of_test_points(out, rung, name, int(r['seed']))
                     for r in csv_rows if r['dataset'] == name]
             np.testing.assert_allclose(sorted(gaps), sorted(want), atol=1e-5)
             assert k_floor == k / 8
     excess_against_a_known_mixture(out)
 
 
-def test_points_bayes(out, rung, name, seed):
+def bayes_of_test_points(out, rung, name, seed):
     """The Bayes NLL of a run's test points, from the true density: what its
     gap is measured against."""
     _, configs = gap.parse_args(['--runs', '2', '--out', out, '--report-only'])

@@ -252,8 +252,8 @@ def committed_sweeps():
 def test_no_committed_run_is_below_its_floor():
     """A floor is the KL of a concrete mixture, an upper bound on the best
     any K-component mixture can do: a committed run below it by more than
-    the gap's sampling allowance would prove it wrong (the otoro K = 5 floor
-    of 0.082 nats was 0.029 above the mean of the runs at that K)."""
+    three standard errors of its gap would prove it wrong (the otoro K = 5
+    floor of 0.082 nats was 0.029 above the mean of the runs at that K)."""
     from experiments import sweep_mixtures, sweep_summary
     bayes_of = {}
     for cfg, rows, floor_of in committed_sweeps():
@@ -261,8 +261,8 @@ def test_no_committed_run_is_below_its_floor():
         if sizes not in bayes_of:
             bayes_of[sizes] = sweep_mixtures.test_bayes(cfg, rows)
         for name in cfg.dataset:
-            assert not sweep_summary.below_floor(rows, name, bayes_of[sizes], floor_of), (
-                cfg.out, name)
+            assert not sweep_summary.below_floor(rows, name, bayes_of[sizes], floor_of,
+                                                 cfg.test_points), (cfg.out, name)
 
 
 @pytest.mark.parametrize('name, k', [('bishop', 2), ('otoro', 1), ('worldmodels', 3)])

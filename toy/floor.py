@@ -25,7 +25,8 @@ NODES_PER_COMPONENT = 16
 #: The fitted mixture is scored on this many times the fit's nodes, so that
 #: the fit's quadrature cannot flatter it.
 SCORE = 8
-#: Starts whose EM fit is within this many nats of the best are polished.
+#: A start whose EM fit is within this many nats of the lowest KL found so
+#: far is polished.
 NEAR = 0.01
 #: EM iterations per start: EM mostly picks the start that L-BFGS goes on
 #: from (at bishop K = 12, 50 and 200 give the same floor).
@@ -296,17 +297,16 @@ def _em(a, omega, log_pi, mu, var, var_min, iterations, tol=1e-10):
 def _best(a, omega, fine, fits):
     """The lowest KL (M,) of the mixtures `fits` (a list of (log_pi, mu, var),
     each (M, k)) fitted on the nodes a of weights omega (M, Q), and of each
-    polished by L-BFGS where its KL is within NEAR of the best: fine =
-    (nodes, weights, log density), each (M, F), on which every KL is
-    integrated (`_kl`). On otoro's few nodes per component, L-BFGS can fit
+    polished by L-BFGS, in turn, where its KL is within NEAR of the lowest
+    found so far: fine = (nodes, weights, log density), each (M, F), on
+    which every KL is integrated (`_kl`). On otoro's few nodes per component, L-BFGS can fit
     the nodes rather than the density, so EM's mixture is kept beside it; at
     worldmodels K = 5, x = 0.3, every EM start stops at 0.176 nats, and
     L-BFGS goes on to between 0.118 and 0.138 depending on the start."""
     scores = [_kl(*fine, fitted) for fitted in fits]
-    best = np.min(scores, axis=0)
-    found = best
+    found = np.min(scores, axis=0)
     for fitted, score in zip(fits, scores):
-        near = np.nonzero(score <= best + NEAR)[0]
+        near = np.nonzero(score <= found + NEAR)[0]
         polished = _polish(a[near], omega[near], [f[near] for f in fitted])
         found[near] = np.minimum(found[near], _kl(*(f[near] for f in fine), polished))
     return found

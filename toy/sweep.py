@@ -265,23 +265,21 @@ def _worker_main(url, name, keys, objective):
 
 
 def run_workers(url, name, keys, objective, jobs=1):
-    """Train every key of the grid (enqueued beforehand) with `jobs` workers.
-
-    jobs 1 trains in this process; more start worker processes (spawn: each
-    opens its own connections). A tqdm bar follows the storage, so it counts
-    the work of every machine, on these keys only. Raises StorageLost or
+    """Train every key of the grid (enqueued beforehand) with `jobs` workers:
+    this process, and jobs - 1 worker processes (spawn: each opens its own
+    connections) that start while it trains (they take seconds to import
+    what they need, and the queue gives their share of runs to this process
+    meanwhile). A tqdm bar follows the storage, so it counts the work of
+    every machine, on these keys only. Raises StorageLost or
     KeyboardInterrupt.
     """
     done = _Progress(url, name, keys)
     done.start()
     try:
-        if jobs == 1:
-            work(url, name, keys, objective)
-            return
         context = multiprocessing.get_context('spawn')
         workers = [context.Process(target=_worker_main,
                                    args=(url, name, keys, objective))
-                   for _ in range(jobs)]
+                   for _ in range(jobs - 1)]
         handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             for w in workers:
@@ -289,6 +287,7 @@ def run_workers(url, name, keys, objective, jobs=1):
         finally:
             signal.signal(signal.SIGINT, handler)
         try:
+            work(url, name, keys, objective)
             for w in workers:
                 w.join()
         finally:
