@@ -13,12 +13,11 @@ OUT/gap.png draws those gaps per rung and seed.
     python -m experiments.close_the_gap --rungs spread24-long  # the best
     python -m experiments.close_the_gap                        # every rung
     python -m experiments.close_the_gap --rungs spread24-long --device 0
-    python -m experiments.close_the_gap --report-only    # redraw table and figure
+    python -m experiments.close_the_gap --report-only    # redraw the tables and figure
     python -m experiments.close_the_gap --report-only --remake-models  # and the rest
 """
 import csv
 import functools
-import json
 import os
 import sys
 import time
@@ -33,22 +32,23 @@ from toy import cli, datasets, files, mixture, plots, storage
 from toy.floor import mixture_floor_at
 from experiments import sweep_figures, sweep_mixtures
 from experiments.sweep_config import FLOOR_FILE, SweepConfig
-from experiments.sweep_summary import floors, gaps, mean_spread
+from experiments.sweep_summary import WALL_TIME, floors, gaps, mean_spread, wall_times
 
-WALL_TIME = 'wall_time.json'
 #: The goal: within this many nats of the Bayes limit.
 TARGET = 0.05
 #: Fresh pairs per problem behind excess_by_input.png.
 PAIRS = 100000
 #: Every rung trains alike unless it says otherwise: 200,000 fixed training
 #: points, 30 epochs of batches of 1,024 (5,880 Adam steps), the step size
-#: decaying geometrically from 3e-3 to 3e-5.
+#: decaying geometrically from 3e-3 to 3e-5, the components where the random
+#: head puts them, no quantile start.
 TRAINING = dict(train_points=200000, val_points=5000, test_points=10000, epoch=30,
-                batchsize=1024, lr=3e-3, lr_final=3e-5, eval_every=1)
+                batchsize=1024, lr=3e-3, lr_final=3e-5, eval_every=1,
+                spread_components=False, quantile_start=0)
 RELU128 = dict(hidden=[128, 128, 128], activation='relu')
 #: name: (what it is, K, its SweepConfig settings); the table keeps this order.
 RUNGS = {
-    'small': ('1 layer of 32 tanh (the sweep\'s default net)', 12,
+    'small': ('1 layer of 32 tanh (the sweep\'s first default net)', 12,
               dict(hidden=32, activation='tanh')),
     'relu128': ('3 layers of 128 ReLU', 12, RELU128),
     'relu256': ('3 layers of 256 ReLU', 12, dict(hidden=[256, 256, 256],
@@ -61,6 +61,9 @@ RUNGS = {
     'spread24-long': ('3 layers of 128 ReLU, components spread, 60 epochs', 24,
                       dict(RELU128, spread_components=True, epoch=60)),
 }
+#: What a record of OUT/wall_time.json holds ('seeds': the count of runs,
+#: as the first records name it).
+RECORD = {'rungs', 'seconds', 'seeds', 'jobs', 'device'}
 #: The options that, when given, override every rung's.
 OVERRIDES = ('k', 'train_points', 'val_points', 'test_points', 'epoch', 'batchsize',
              'lr', 'lr_final')
@@ -151,7 +154,9 @@ def training(args):
     """The training every rung shares, as the options that give it."""
     settings = dict(TRAINING, **{o: getattr(args, o) for o in OVERRIDES
                                  if o != 'k' and getattr(args, o) is not None})
-    return ' '.join('--{} {:g}'.format(o.replace('_', '-'), v) for o, v in settings.items())
+    return ' '.join('--{}{}'.format('' if v is not False else 'no-', o.replace('_', '-'))
+                    + ('' if isinstance(v, bool) else ' {:g}'.format(v))
+                    for o, v in settings.items())
 
 
 def write_summary(args, table):
@@ -186,7 +191,7 @@ def write_summary(args, table):
     lines += ['', 'Wall time of each invocation (all three problems):', '']
     lines += ['- {}: {:.0f} min, {} seed(s), {} worker(s) on device {}'.format(
         ', '.join(w['rungs']), w['seconds'] / 60, w['seeds'], w['jobs'], w['device'])
-        for w in wall_times(args)]
+        for w in wall_times(args.out, RECORD)]
     with files.atomic_write(os.path.join(args.out, 'summary.md')) as f:
         f.write('\n'.join(lines) + '\n')
 
@@ -313,20 +318,6 @@ def excess_by_input(cfg, title, n=PAIRS, bins=20):
     return True
 
 
-def wall_times(args):
-    """The invocations' records in OUT/wall_time.json, oldest first: dicts of
-    rungs, seconds, seeds, jobs, device ([] if none is readable)."""
-    try:
-        with open(os.path.join(args.out, WALL_TIME)) as f:
-            wall = json.load(f)
-    except (OSError, ValueError):
-        return []
-    # The first version kept one record, not a list.
-    wall = wall if isinstance(wall, list) else [wall]
-    keys = {'rungs', 'seconds', 'seeds', 'jobs', 'device'}
-    return [w for w in wall if isinstance(w, dict) and keys <= set(w)]
-
-
 def main(argv=None):
     args, configs = parse_args(argv)
     if not args.report_only:
@@ -339,16 +330,21 @@ def main(argv=None):
         # A rerun of the same rungs replaces their record ('seeds': the
         # count of runs, as the first records name it).
         files.write_json(os.path.join(args.out, WALL_TIME), [
-            w for w in wall_times(args) if w['rungs'] != args.rungs] + [{
+            w for w in wall_times(args.out, RECORD) if w['rungs'] != args.rungs] + [{
                 'seconds': round(time.time() - start), 'rungs': args.rungs,
                 'jobs': args.jobs, 'seeds': args.runs, 'device': args.device}])
     done = [rung for rung in RUNGS if has_runs(configs[rung])]
-    if args.report_only and args.remake_models:
-        # The rungs' own figures, from their seed-0 models made again.
+    if args.report_only:
+        # The rungs' own summaries (the floors may have been recomputed), and
+        # with --remake-models their figures, from seed-0 models made again.
         for rung in args.rungs:
             if rung in done:
-                sweep_mixtures.report(configs[rung], sweep_mixtures.open_study(
-                    configs[rung], create=False))
+                study = sweep_mixtures.open_study(configs[rung], create=False)
+                if args.remake_models:
+                    sweep_mixtures.report(configs[rung], study)
+                else:
+                    sweep_mixtures.summarize(configs[rung], *sweep_mixtures.export(
+                        configs[rung], study))
     table = {rung: results(configs[rung]) for rung in done}
     write_summary(args, table)
     gap_figure(os.path.join(args.out, 'gap.png'), table)

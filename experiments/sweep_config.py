@@ -17,7 +17,7 @@ CONFIG_KEYS = ('hidden', 'activation', 'epochs', 'batchsize', 'lr', 'lr_final',
                'train_points', 'val_points', 'test_points', 'eval_every')
 #: Options that change a run's result only when set: fingerprinted then, so
 #: the runs made before they existed keep their `config`.
-OPTIONAL_CONFIG = ('spread_components', 'sigma_min')
+OPTIONAL_CONFIG = ('spread_components', 'sigma_min', 'quantile_start')
 #: Where a study records a name this version spells otherwise, and only
 #: here: the config's `epochs` is SweepConfig.epoch, and the least-squares
 #: baseline's model is 'mse' in keys (and in the points and rows of the
@@ -27,6 +27,13 @@ RECORDED_MODEL = {'least_squares': 'mse'}
 KEY = ('dataset', 'direction', 'model', 'k', 'seed', 'config')
 MAX_RUNS = 100000
 FLOOR_FILE = 'mixture_floor.json'
+#: `--quick`: the default grid and training on one seed and a tenth of the
+#: points (seconds a run, about 2 minutes in all), into a folder of its
+#: own (a preview never overwrites the default's results) and against the
+#: default sweep's committed K-floors (it waits for none of its own).
+QUICK = dict(runs=1, train_points=20000,
+             out=os.path.join('results', 'sweep-quick'),
+             floor_file=os.path.join('results', 'sweep', FLOOR_FILE))
 #: Stored with the study: a study made by another version is refused.
 STUDY, META = 'mixture-sweep', {'script': 'sweep_mixtures', 'version': 2,
                                 'key': list(KEY), 'config': list(CONFIG_KEYS)}
@@ -45,19 +52,20 @@ class SweepConfig:
     dataset: list = dataclasses.field(default_factory=lambda: list(datasets.NAMES))
     k: list = dataclasses.field(default_factory=lambda: list(DEFAULT_K))
     direction: str = 'inverse'
-    runs: int = 5
-    hidden: object = 32
-    activation: str = 'tanh'
-    epoch: int = 400
-    batchsize: int = 500
-    lr: float = 3e-2
-    lr_final: float = 1e-4
-    train_points: int = 20000
+    runs: int = 3
+    hidden: object = dataclasses.field(default_factory=lambda: [64, 64, 64])
+    activation: str = 'relu'
+    epoch: int = 20
+    batchsize: int = 256
+    lr: float = 3e-3
+    lr_final: float = 3e-5
+    train_points: int = 200000
     val_points: int = 5000
     test_points: int = 10000
-    eval_every: int = 5
-    spread_components: bool = False
+    eval_every: int = 1
+    spread_components: bool = True
     sigma_min: float = None
+    quantile_start: int = 2
     baseline: bool = True
     floors: bool = True
     floor_file: str = None
@@ -66,6 +74,9 @@ class SweepConfig:
     storage: str = None
     device: str = '-1'
     jobs: int = 1
+    #: MDN runs of one config a worker trains at once (toy.population); not
+    #: a config key: a run scores as if trained alone.
+    population: int = 1
     retry_failed: bool = False
     remake_models: bool = False
 
@@ -100,28 +111,28 @@ class SweepConfig:
     def problems(self):
         """What is wrong with these settings, a message per problem ([] if
         nothing), in the command line's words."""
-        default = SweepConfig.eval_every
         return [message.format(self) for bad, message in (
             (self.batchsize > self.train_points, '--batchsize {0.batchsize} is '
              'larger than the {0.train_points} training points'),
             (self.lr_final > self.lr, '--lr-final {0.lr_final} is larger than --lr '
              '{0.lr}'),
-            (self.eval_every > self.epoch, '--eval-every {0.eval_every}' + (
-                ' (the default)' if self.eval_every == default else '')
-             + ' is more than --epoch {0.epoch}: pass --eval-every {0.epoch} or less'),
+            (self.quantile_start >= self.epoch, '--quantile-start {0.quantile_start} is '
+             'not fewer than --epoch {0.epoch}: the NLL must train after it'),
+            (self.eval_every > self.epoch, '--eval-every {0.eval_every} is more than '
+             '--epoch {0.epoch}: pass --eval-every {0.epoch} or less'),
             (len(self.dataset) * self.runs * (len(self.k) + 1) > MAX_RUNS,
              'the grid has more than {} runs: use fewer --runs or -k'.format(MAX_RUNS)))
             if bad]
 
     def memory_needed(self, report_only=False):
         """Rough upper estimate of the bytes the runs at work at once take
-        (`jobs` of them; one for a report): the largest K's MDN
-        (cli.training_bytes) over the largest set of rows at once."""
+        (`jobs` times `population` of them; one for a report): the largest
+        K's MDN (cli.training_bytes) over the largest set of rows at once."""
         rows = max(self.batchsize, self.val_points, self.test_points)
         points = self.train_points + self.val_points + self.test_points
         run = cli.training_bytes(nets.hidden_widths(self.hidden),
                                  mdn.MDN.head_size(self.k[-1], 1), rows, points)
-        return run * (1 if report_only else self.jobs)
+        return run * (1 if report_only else self.jobs * self.population)
 
 
 def config(cfg):

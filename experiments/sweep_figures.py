@@ -6,26 +6,33 @@ import os
 import numpy as np
 
 from toy import datasets, mixture, plots
+from experiments.sweep_summary import SHARE
 
 #: One problem of the mixture-count sweep, for `sweep_figures`: its name and
-#: direction, the mixture counts ks with their held-out NLLs (an array over
-#: seeds per K) and K-mixture floors (a gap per K, or None), the best K (or
-#: None), output(model, k, x) -> the seed-0 model's mixture (logits, mu,
-#: ln_var) or least-squares fit at x (N, 1) in original units, or None; and
-#: its training data (x, t), (N, 1) each.
+#: direction, the mixture counts ks with their held-out NLLs and their gaps
+#: to the Bayes NLL of their test points (an array over seeds per K, each)
+#: and K-mixture floors (a gap per K, or None), the best K (or None),
+#: output(model, k, x) -> the seed-0 model's mixture (logits, mu, ln_var) or
+#: least-squares fit at x (N, 1) in original units, or None; and its
+#: training data (x, t), (N, 1) each.
 SweptProblem = collections.namedtuple('SweptProblem',
-                                      'name direction ks nll floor best output data')
+                                      'name direction ks nll gaps floor best output data')
 
 
-def nll_against_k(path, panels):
-    """The sweep's summary figure, one panel per problem: held-out NLL against K.
+def nll_against_k(path, panels, share=None):
+    """The sweep's summary figure, one column per problem: held-out NLL
+    against K and, where the floors are known, below it the network's share
+    (a run's gap less its K-floor) against K.
 
-    panels: (title, ks, nll, floor, bayes, gaussian) per problem, with nll a
-    list (one per K) of arrays over seeds, floor None or the K-mixture floors'
-    gaps (one per K), and the two limits in nats per point.
+    panels: (title, ks, nll, gaps, floor, bayes, gaussian) per problem, with
+    nll and gaps lists (one per K) of arrays over seeds, floor None or the
+    K-mixture floors' gaps (one per K), and the two limits in nats per
+    point; share, if given, is drawn as the share's goal.
     """
-    fig, axes = plots.subplots(1, len(panels), width=4.2, height=3.4)
-    for ax, (title, ks, nll, floor, bayes, gaussian) in zip(axes[0], panels):
+    shares = any(panel[4] is not None for panel in panels)
+    fig, axes = plots.subplots(1 + shares, len(panels), width=4.2, height=3.4)
+    for column, (title, ks, nll, gaps, floor, bayes, gaussian) in enumerate(panels):
+        ax = axes[0][column]
         ax.errorbar(ks, [v.mean() for v in nll], yerr=[v.std() for v in nll],
                     fmt='o-', capsize=3, label='MDN (mean ± std over seeds)')
         if floor is not None:
@@ -34,11 +41,32 @@ def nll_against_k(path, panels):
         ax.axhline(bayes, color='k', ls='--', label='Bayes limit')
         ax.axhline(gaussian, color='tab:orange', ls=':',
                    label='single-Gaussian limit')
-        ax.set(xscale='log', xlabel='mixture components K',
-               ylabel='held-out NLL (nats per point)', title=title)
-        ax.set_xticks(ks)
-        ax.set_xticklabels([str(k) for k in ks])
-        ax.minorticks_off()
+        ax.set(ylabel='held-out NLL (nats per point)', title=title)
+        if shares and floor is not None:
+            network = axes[1][column]
+            values = [g - f for g, f in zip(gaps, floor)]
+            for k, v in zip(ks, values):
+                network.plot(np.full(len(v), k), v, 'o', ms=3, mfc='none',
+                             color='tab:blue', gid='seeds')
+            network.plot(ks, [v.mean() for v in values], '-', color='tab:blue',
+                         gid='mean', label='network\'s share (each seed, mean)')
+            network.axhline(0, color='tab:green', lw=1, label='the K-floor')
+            if share is not None:
+                network.axhline(share, color='tab:red', ls='--', lw=1,
+                                label='goal ({} nats)'.format(share))
+            # Shares from 0.001 to 1 nat: logarithmic, linear through 0
+            # (a run can land a little below its floor).
+            network.set_yscale('symlog', linthresh=1e-2, linscale=0.5)
+            network.set(ylabel='gap to the K-floor (nats)')
+            network.legend(fontsize=8)
+        elif shares:
+            axes[1][column].set_visible(False)
+    for row in axes:
+        for ax, panel in zip(row, panels):
+            ax.set(xscale='log', xlabel='mixture components K')
+            ax.set_xticks(panel[1])
+            ax.set_xticklabels([str(k) for k in panel[1]])
+            ax.minorticks_off()
     axes[0][0].legend(fontsize=8)
     plots.save(fig, path)
 
@@ -152,8 +180,8 @@ def sweep_figures(out, problems):
     # Against K needs more than one K (the gap ladder's rungs have one each).
     if any(len(p.ks) > 1 for p in problems):
         nll_against_k(os.path.join(out, 'nll_vs_k.png'), [
-            (p.name, p.ks, p.nll, p.floor) + datasets.limits(p.name, p.direction)
-            for p in problems])
+            (p.name, p.ks, p.nll, p.gaps, p.floor) + datasets.limits(p.name, p.direction)
+            for p in problems], share=SHARE)
     for p in problems:
         problem, inverse = datasets.PROBLEMS[p.name], p.direction == 'inverse'
         labels = ('{} (input)'.format(problem.observed if inverse else problem.latent),

@@ -16,11 +16,14 @@ storage which points are done. experiments.close_the_gap builds its own.
     python -m experiments.sweep_mixtures                     # the full sweep
     python -m experiments.sweep_mixtures --dataset bishop --runs 1 -k 1 5
     python -m experiments.sweep_mixtures --storage postgresql://me@db-host/sweep
+    python -m experiments.sweep_mixtures --population 4      # 4 MDN runs at once a worker
 """
+import argparse
 import functools
 import math
 import os
 import sys
+import time
 import zlib
 
 import numpy as np
@@ -31,10 +34,10 @@ import chainer
 
 from experiments import sweep_figures, sweep_summary
 from experiments.sweep_config import (
-    CONFIG_KEYS, FIELDS, FLOOR_FILE, KEY, META, OPTIONAL_CONFIG, RECORDED_OPTION, STUDY,
-    SweepConfig, config, config_id, current, grid, key, model_path)
-from toy import (checkpoint, cli, datasets, mdn, mixture, nets, preprocess, storage,
-                 sweep, train_custom_loop)
+    CONFIG_KEYS, FIELDS, FLOOR_FILE, KEY, META, OPTIONAL_CONFIG, QUICK, RECORDED_OPTION,
+    STUDY, SweepConfig, config, config_id, current, grid, key, model_path)
+from toy import (checkpoint, cli, datasets, files, mdn, mixture, nets, population,
+                 preprocess, storage, sweep, sweep_table, train_custom_loop)
 
 
 def make_parser():
@@ -48,12 +51,13 @@ def make_parser():
                    help='inverse (multi-valued, the published problems) or forward')
     cli.add_training_arguments(
         p, ks=d.k, runs=d.runs, epoch=d.epoch, batchsize=d.batchsize, lr=d.lr,
-        lr_final=d.lr_final, hidden=[d.hidden], activation=d.activation,
+        lr_final=d.lr_final, hidden=nets.hidden_widths(d.hidden), activation=d.activation,
         train_points=d.train_points, val_points=d.val_points,
         test_points=d.test_points, out=d.out)
     p.add_argument('--eval-every', type=cli.positive, default=d.eval_every,
                    help='validate every this many epochs')
-    p.add_argument('--spread-components', action='store_true',
+    p.add_argument('--spread-components', action=argparse.BooleanOptionalAction,
+                   default=d.spread_components,
                    help='start the components side by side over the targets at every '
                    'input (MDN.spread_components) instead of where the random head '
                    'puts them')
@@ -61,7 +65,20 @@ def make_parser():
                    help='bound the components\' standard deviations smoothly below at '
                    'SIGMA, in standardised target units (MDN ln_var_min = 2 log '
                    'SIGMA): a guard against a collapsing component; none if unset')
+    p.add_argument('--quantile-start', type=cli.at_least(0), default=d.quantile_start,
+                   metavar='E', help='train the first E epochs with each mean fitted '
+                   'to a quantile of the targets at its input (MDN.quantile_start): no '
+                   'component starts where an input has no data')
     cli.add_sweep_arguments(p)
+    p.add_argument('--population', type=cli.positive, default=d.population, metavar='R',
+                   help='train up to R MDN runs of one config at once, as one network '
+                   '(toy.population: faster where a step costs mostly its overhead); '
+                   'each scores as if trained alone')
+    p.add_argument('--quick', action='store_true',
+                   help='a preview in about 2 minutes: {} (options given '
+                   'still apply)'.format(', '.join(
+                       '--{} {}'.format(o.replace('_', '-'), ' '.join(
+                           map(str, np.atleast_1d(v)))) for o, v in QUICK.items())))
     p.add_argument('--no-figures', action='store_true', help='skip the figures')
     p.add_argument('--no-baseline', action='store_true',
                    help='skip the least-squares runs (they cost an MDN run each)')
@@ -85,16 +102,29 @@ def from_args(args):
         lr_final=args.lr_final, train_points=args.train_points,
         val_points=args.val_points, test_points=args.test_points,
         eval_every=args.eval_every, spread_components=args.spread_components,
-        sigma_min=args.sigma_min, baseline=not args.no_baseline,
+        sigma_min=args.sigma_min, quantile_start=args.quantile_start,
+        baseline=not args.no_baseline,
         floors=not args.no_floor, floor_file=args.floor_file,
         recompute_floors=args.recompute_floors,
         figures=not args.no_figures, storage=args.storage, device=args.device,
-        jobs=args.jobs, retry_failed=args.retry_failed, remake_models=args.remake_models)
+        jobs=args.jobs, population=args.population, retry_failed=args.retry_failed,
+        remake_models=args.remake_models)
+
+
+def parse(argv=None):
+    """(parser, its arguments) of a command line: with --quick, QUICK's
+    settings in place of the defaults (the options given still win)."""
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    if args.quick:
+        parser.set_defaults(**QUICK)
+        args = parser.parse_args(argv)
+    return parser, args
 
 
 def parse_args(argv=None):
     """The SweepConfig of a command line (not yet checked: see `check`)."""
-    return from_args(make_parser().parse_args(argv))
+    return from_args(parse(argv)[1])
 
 
 def check(p, cfg, report_only=False):
@@ -104,7 +134,7 @@ def check(p, cfg, report_only=False):
         p.error(message)
     cli.check_memory(p, cfg.memory_needed(report_only), cli.get_device(p, cfg.device),
                      '--hidden, -k, --train-points, --val-points, --test-points, '
-                     '--batchsize or --jobs')
+                     '--batchsize, --jobs or --population')
     if cfg.floors:
         if os.path.isdir(cfg.floor_path):
             p.error('{} is a directory, not a file of floors: choose another --floor-file'
@@ -159,28 +189,92 @@ def build_model(point, rng=None):
                    ln_var_min=None if sigma_min is None else 2 * math.log(sigma_min))
 
 
+def _start(point):
+    """A point's data, the Standardizer of its training split, the splits
+    standardised, and its model as it starts training."""
+    data = splits(point)
+    scaler = preprocess.Standardizer(*data['train'])
+    std = {s: (scaler.inputs(x), scaler.targets(y)) for s, (x, y) in data.items()}
+    init = [point['seed'], zlib.crc32(point['dataset'].encode()), point['k']]
+    model = build_model(point, np.random.default_rng(np.random.SeedSequence(init)))
+    if point.get('spread_components') and point['model'] == 'mdn':
+        model.spread_components(std['train'][1])
+    return data, scaler, std, model
+
+
+def _schedule(point):
+    """The training options of a point, as fit and fit_population take them."""
+    return dict(epochs=point['epochs'], batchsize=point['batchsize'], lr=point['lr'],
+                lr_final=point['lr_final'], eval_every=point['eval_every'],
+                quantile_start=point.get('quantile_start', 0)
+                if point['model'] == 'mdn' else 0)
+
+
 def run_task(point, cfg):
     """Train one point (as stored in cfg's study) on cfg.device, save its
     model and score it: (test NLL or MSE, the CSV row)."""
     point = current(point)
     device = chainer.get_device(cfg.device)
     device.use()
-    data = splits(point)
-    scaler = preprocess.Standardizer(*data['train'])
-    std = {s: (scaler.inputs(x), scaler.targets(y)) for s, (x, y) in data.items()}
-    init = [point['seed'], zlib.crc32(point['dataset'].encode()), point['k']]
-    model = build_model(point, np.random.default_rng(np.random.SeedSequence(init)))
-    mdn_run = point['model'] == 'mdn'
-    if point.get('spread_components') and mdn_run:
-        model.spread_components(std['train'][1])
+    data, scaler, std, model = _start(point)
     with np.errstate(over='ignore', invalid='ignore'):  # a divergence is reported
-        info = train_custom_loop.fit(
-            model, *std['train'], *std['val'], epochs=point['epochs'],
-            batchsize=point['batchsize'], lr=point['lr'], lr_final=point['lr_final'],
-            eval_every=point['eval_every'], seed=point['seed'], device=device)
+        info = train_custom_loop.fit(model, *std['train'], *std['val'], seed=point['seed'],
+                                     device=device, **_schedule(point))
+    return _score(cfg, point, model, data, scaler, info, device)
+
+
+def group(point):
+    """Which points (as stored) may train together in one population
+    (`run_together`): MDNs of one config, which fixes their architecture and
+    training; each least-squares baseline trains alone."""
+    point = current(point)
+    return ('mdn', point['config']) if point['model'] == 'mdn' else key(point)
+
+
+def run_together(points, cfg):
+    """Train MDN points of one `group` (as stored in cfg's study) on
+    cfg.device as one toy.population.Population, each member as run_task
+    trains it alone (its own data, Standardizer, initial weights and order),
+    then save and score each as run_task does: a list, one per point, of
+    (test NLL, the CSV row) or the exception that failed it (a member that
+    diverged fails alone)."""
+    points = [current(p) for p in points]
+    groups = {group(p) for p in points}
+    if len(groups) != 1:
+        raise ValueError('points of {} groups cannot train together'.format(len(groups)))
+    device = chainer.get_device(cfg.device)
+    device.use()
+    started = [_start(p) for p in points]
+    members = population.Population.from_models([model for *_, model in started])
+    xs, ys, xs_val, ys_val = ([std[split][i] for _, _, std, _ in started]
+                              for split in ('train', 'val') for i in (0, 1))
+    with np.errstate(over='ignore', invalid='ignore'):  # a divergence is reported
+        result = population.fit_population(
+            members, xs, ys, xs_val, ys_val, seeds=[p['seed'] for p in points],
+            device=device, **_schedule(points[0]))
+    outcomes = []
+    for r, (point, (data, scaler, _, _)) in enumerate(zip(points, started)):
+        info = result['members'][r]
+        try:
+            if info['failed']:
+                raise train_custom_loop.Diverged(info['failed'])
+            # The population's training time, shared out among its members.
+            outcomes.append(_score(cfg, point, members.member(r), data, scaler, dict(
+                info, epochs=result['epochs'], seconds=result['seconds'] / len(points)),
+                device))
+        except Exception as e:  # this member's failure, not the others'
+            outcomes.append(e)
+    return outcomes
+
+
+def _score(cfg, point, model, data, scaler, info, device):
+    """Save a point's trained model (on `device`, the one it was trained
+    on) and score it: (test NLL or MSE, the CSV row). info: fit's dict."""
+    mdn_run = point['model'] == 'mdn'
+    if mdn_run:
         # On the device it was selected on: the value of the selection.
-        val_nll = train_custom_loop.heldout_nll(model, *data['val'], scaler) if mdn_run \
-            else None
+        with np.errstate(over='ignore', invalid='ignore'):
+            val_nll = train_custom_loop.heldout_nll(model, *data['val'], scaler)
     model.to_device('@numpy')
     checkpoint.save(model_path(cfg, point), model, scaler)
     row = dict({k: point[k] for k in KEY}, train_seconds='{:.2f}'.format(
@@ -257,14 +351,16 @@ def seed0(cfg, name, model, k, x):
     return (logits,) + mixture.in_units(mu, ln_var, scaler)
 
 
-def draw(cfg, rows, floor_of):
-    """nll_vs_k.png, and per problem the figures of its seed-0 models."""
+def draw(cfg, rows, floor_of, bayes_of):
+    """nll_vs_k.png, and per problem the figures of its seed-0 models (gaps
+    to the Bayes NLL of each run's test points: bayes_of, see `test_bayes`)."""
     problems = []
     for name in cfg.dataset:
         ks = [k for k in cfg.k if len(sweep_summary.select(rows, name, k))]
         if ks:
             problems.append(sweep_figures.SweptProblem(
                 name, cfg.direction, ks, [sweep_summary.select(rows, name, k) for k in ks],
+                [sweep_summary.gaps(rows, name, k, bayes_of) for k in ks],
                 [floor_of[name, k] for k in ks] if floor_of else None,
                 sweep_summary.best_k(rows, name, ks), functools.partial(seed0, cfg, name),
                 splits(dict(grid(cfg)[0], dataset=name), seed=0)['train']))
@@ -307,7 +403,8 @@ def run(cfg, study):
     os.environ.setdefault('OMP_NUM_THREADS', '1')
     with threadpool_limits(limits=int(os.environ['OMP_NUM_THREADS'])):
         return sweep.run(storage.storage_url(cfg.url), study, grid(cfg), key,
-                         functools.partial(run_task, cfg=cfg), cfg.jobs, cfg.retry_failed)
+                         functools.partial(run_task, cfg=cfg), cfg.jobs, cfg.retry_failed,
+                         cfg.population, functools.partial(run_together, cfg=cfg), group)
 
 
 def export(cfg, study):
@@ -315,7 +412,7 @@ def export(cfg, study):
     cfg's grid, in its order: the finished rows parsed, and (key, reason)
     of the failed runs."""
     os.makedirs(cfg.out, exist_ok=True)  # --storage elsewhere: nothing made yet
-    rows, failed = sweep.export(study, cfg.results_path, FIELDS, sweep_summary.parse,
+    rows, failed = sweep_table.export(study, cfg.results_path, FIELDS, sweep_summary.parse,
                                 current)
     points = grid(cfg)
     return ([rows[key(p)] for p in points if key(p) in rows],
@@ -326,20 +423,28 @@ def report(cfg, study):
     """`export`, then summary.md and (if cfg.figures) the figures of cfg's
     grid: returns export's (rows, failed)."""
     rows, failed = export(cfg, study)
-    floor_of = sweep_summary.floors(cfg)
-    sweep_summary.write_summary(cfg, rows, failed, floor_of, 'Config `{}`: {}'.format(
-        config_id(cfg), ', '.join('{}={}'.format(k, v) for k, v in config(cfg).items())),
-        test_bayes(cfg, rows))
+    floor_of, bayes_of = summarize(cfg, rows, failed)
     if cfg.figures:
-        draw(cfg, rows, floor_of)
+        draw(cfg, rows, floor_of, bayes_of)
     return rows, failed
 
 
+def summarize(cfg, rows, failed):
+    """summary.md of cfg's rows and failed runs (as `export` returns them):
+    returns the floors and the test points' Bayes NLLs it used."""
+    floor_of, bayes_of = sweep_summary.floors(cfg), test_bayes(cfg, rows)
+    sweep_summary.write_summary(cfg, rows, failed, floor_of, 'Config `{}`: {}'.format(
+        config_id(cfg), ', '.join('{}={}'.format(k, v) for k, v in config(cfg).items())),
+        bayes_of)
+    return floor_of, bayes_of
+
+
 def main(argv=None):
-    parser = make_parser()
-    args = parser.parse_args(argv)
+    start = time.time()
+    parser, args = parse(argv)
     cfg = from_args(args)
     study = check(parser, cfg, args.report_only)
+    before = len(finished(cfg, study))
     if args.report_only:
         if not finished(cfg, study):
             parser.error(
@@ -353,6 +458,13 @@ def main(argv=None):
         if status:
             return status
     rows, failed = report(cfg, study)
+    trained = len(finished(cfg, study)) - before
+    if trained:
+        files.write_json(os.path.join(cfg.out, sweep_summary.WALL_TIME), sweep_summary.wall_times(
+            cfg.out, sweep_summary.RECORD) + [dict(
+                seconds=round(time.time() - start), trained=trained, runs=len(grid(cfg)),
+                jobs=cfg.jobs, device=cfg.device, population=cfg.population)])
+        summarize(cfg, rows, failed)  # with this invocation's time
     print('{} of {} runs done, {} failed: results.csv, summary.md{} in {}'.format(
         len(rows), len(grid(cfg)), len(failed), ', figures' if cfg.figures else '',
         cfg.out))

@@ -66,6 +66,19 @@ def floors(cfg):
     return found
 
 
+def wall_times(out, keys):
+    """The invocations' records in out/WALL_TIME, oldest first: the dicts
+    that hold every one of `keys` ([] if none is readable)."""
+    try:
+        with open(os.path.join(out, WALL_TIME)) as f:
+            wall = json.load(f)
+    except (OSError, ValueError):
+        return []
+    # The first version kept one record, not a list.
+    wall = wall if isinstance(wall, list) else [wall]
+    return [w for w in wall if isinstance(w, dict) and set(keys) <= set(w)]
+
+
 def mean_spread(values, unit, mean='{:.4f}', spread='{:.4f}'):
     """'mean ± std' of values; one value alone has no spread to show."""
     if len(values) == 1:
@@ -88,6 +101,13 @@ BELOW_FLOOR = 3
 #: "Enough components": the smallest K whose runs' mean gap is within this
 #: many nats of the largest K's floor.
 ENOUGH = 0.01
+#: Where a sweep keeps the wall time of each invocation that trained.
+WALL_TIME = 'wall_time.json'
+#: What a sweep's record of it holds.
+RECORD = ('seconds', 'trained', 'runs', 'jobs', 'device')
+#: The network's share (its gap less the K-floor) the default sweep aims at,
+#: at every K: below it, a difference between two K is the mixture's.
+SHARE = 0.02
 
 
 def gaps(rows, name, k, bayes_of):
@@ -136,6 +156,14 @@ def write_summary(cfg, rows, failed, floor_of, settings, bayes_of):
              '`floor.mixture_floor`): the mixture\'s share of the gap; the rest is '
              'the network\'s. Models chosen on {0.val_points} validation points; '
              'trained on {0.train_points}. {1}.'.format(cfg, settings), '']
+    wall = wall_times(cfg.out, RECORD)
+    if wall:
+        lines += ['Wall time of each invocation that trained (training, scoring and '
+                  'figures): ' + '; '.join(
+                      '{:.1f} min for {} of the {} runs, {} worker(s) on device {}{}'.format(
+                          w['seconds'] / 60, w['trained'], w['runs'], w['jobs'], w['device'],
+                          ', populations of up to {}'.format(w['population'])
+                          if w.get('population', 1) > 1 else '') for w in wall) + '.', '']
     for name in cfg.dataset:
         bayes, gaussian = datasets.limits(name, cfg.direction)
         table, ks, mean_gaps = [], [], []
@@ -161,7 +189,8 @@ def write_summary(cfg, rows, failed, floor_of, settings, bayes_of):
         k, mse = best_k(rows, name, cfg.k), select(rows, name, 0, 'mse', 'least_squares')
         lines += [''] + (['Best K = {} (mean held-out NLL {:.4f}, gap {:+.4f} nats).'.format(
             k, select(rows, name, k).mean(), mean_gaps[ks.index(k)])] if k else [])
-        if ks and (name, cfg.k[-1]) in floor_of:
+        # One K answers no question of how many are enough.
+        if len(cfg.k) > 1 and ks and (name, cfg.k[-1]) in floor_of:
             last = floor_of[name, cfg.k[-1]]
             enough = enough_components(ks, mean_gaps, last)
             # What the mixture alone needs: the answer a better network could give.

@@ -16,8 +16,8 @@ from test_scripts import ROOT, tree
 from experiments import close_the_gap as gap, sweep_summary
 from toy import checkpoint, floor, preprocess
 
-TINY = dict(train_points=300, val_points=100, test_points=200, epoch=2, batchsize=100,
-            lr=1e-2, lr_final=1e-3, eval_every=1)
+TINY = dict(gap.TRAINING, train_points=300, val_points=100, test_points=200, epoch=2,
+            batchsize=100, lr=1e-2, lr_final=1e-3, eval_every=1)
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ from toy import cli, mdn
 SCRIPTS = ['toy.mdn', 'experiments.published_seeds', 'experiments.sweep_mixtures',
            'experiments.close_the_gap', 'experiments.robot_arm',
            'experiments.bishop_demmdn1', 'experiments.otoro_2015',
-           'experiments.benchmark', 'experiments.profile_step']
+           'experiments.benchmark', 'experiments.profile_step',
+           'experiments.default_search', 'experiments.population_benchmark']
 
 
 def help_text(name, capsys):

@@ -90,7 +90,8 @@ def test_an_against_k_figure_needs_more_than_one_k(tmp_path):
     files: the per-problem figures are left out, and only that one is drawn.)"""
     def problem(ks):
         return sweep_figures.SweptProblem(
-            'bishop', 'inverse', ks, [np.array([-1.0, -1.1])] * len(ks), None, ks[-1],
+            'bishop', 'inverse', ks, [np.array([-1.0, -1.1])] * len(ks),
+            [np.array([0.3, 0.2])] * len(ks), None, ks[-1],
             lambda model, k, x: None,
             datasets.generate('bishop', 100, np.random.default_rng(0)))
 
@@ -128,3 +129,26 @@ def test_gap_figure_draws_each_rung_at_its_values():
     assert {line.get_xdata()[0] for line in p.get_lines() if line.get_gid() is None
             and len(set(line.get_xdata())) == 1} == {0, 0.05}
     plots.plt.close(fig)
+
+
+def test_against_k_draws_each_runs_share_of_the_gap_below(tmp_path, monkeypatch):
+    """The second row: per K, each seed's gap less the K-floor and their
+    mean; a problem without floors leaves its panel empty."""
+    drawn = {}
+    monkeypatch.setattr(plots, 'save', lambda fig, path, **kw: drawn.update(fig=fig))
+    ks = [1, 2, 4]
+    gaps = [np.array([0.70, 0.72]), np.array([0.20, 0.30]), np.array([0.051, 0.049])]
+    floor = [0.6, 0.15, 0.04]
+    panels = [('p', ks, [g - 1 for g in gaps], gaps, floor, -1.0, -0.3),
+              ('q', ks, [g - 1 for g in gaps], gaps, None, -1.0, -0.3)]
+    sweep_figures.nll_against_k(str(tmp_path / 'f.png'), panels, share=0.02)
+    axes = np.array(drawn['fig'].axes).reshape(2, 2)
+    lines = {line.get_gid(): [] for line in axes[1, 0].get_lines()}
+    for line in axes[1, 0].get_lines():
+        lines[line.get_gid()].append((list(line.get_xdata()), list(line.get_ydata())))
+    assert [x for x, _ in lines['seeds']] == [[1, 1], [2, 2], [4, 4]]
+    np.testing.assert_allclose([y for _, y in lines['seeds']],
+                               [[0.10, 0.12], [0.05, 0.15], [0.011, 0.009]])
+    np.testing.assert_allclose(lines['mean'][0][1], [0.11, 0.10, 0.01])
+    assert not axes[1, 1].get_visible()
+    plots.plt.close(drawn['fig'])

@@ -21,7 +21,7 @@ from scipy.special import logsumexp
 from scipy.stats import norm
 
 from toy import checkpoint, datasets, floor, storage
-from toy import sweep as engine
+from toy import sweep as engine, sweep_table
 from experiments import sweep_mixtures as sweep, sweep_summary
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -146,7 +146,9 @@ def by_key(point):
     ['--batchsize', '5000', '--train-points', '100'],
     ['--device', 'bogus'],
     ['--activation', 'softsign'],
-    ['--epoch', '3'],
+    ['--epoch', '3', '--eval-every', '5'],
+    ['--quantile-start', '30'],
+    ['--quantile-start', '-1'],
     ['--storage', 'not a url'],
     ['--storage', 'nosuchdb://x/y'],
     ['--seeds', str(10 ** 9)],
@@ -171,12 +173,15 @@ def test_bad_arguments_exit_2_with_one_line(argv, tmp_path, capsys):
     assert sorted(os.listdir(out)) == ['results.csv']
 
 
-def test_default_eval_every_above_epochs_says_what_to_pass(capsys):
+@pytest.mark.parametrize('argv, says', [
+    (['--epoch', '3', '--eval-every', '5'],
+     '--eval-every 5 is more than --epoch 3: pass --eval-every 3 or less'),
+    (['--epoch', '4', '--quantile-start', '4'],
+     '--quantile-start 4 is not fewer than --epoch 4: the NLL must train after it')])
+def test_settings_that_cannot_train_say_what_to_pass(argv, says, capsys):
     with pytest.raises(SystemExit):
-        sweep.main(['--epoch', '3'])
-    err = capsys.readouterr().err
-    assert ('--eval-every 5 (the default) is more than --epoch 3: pass '
-            '--eval-every 3 or less') in err
+        sweep.main(argv)
+    assert says in capsys.readouterr().err
 
 
 @pytest.mark.parametrize('content', [b'a,b\n1,2\n', b'\xff\xfe k=abc\n'])
@@ -391,6 +396,13 @@ def test_tiny_sweep_rows_scores_and_rerun(tmp_path, capsys):
     assert sweep.main(argv) == 0
     assert '3/3' in capsys.readouterr().err and len(trials(out)) == numbers
     assert open(os.path.join(out, 'results.csv')).read() == before
+    # Only the invocation that trained is timed, and summary.md says so.
+    wall = json.load(open(os.path.join(out, 'wall_time.json')))
+    assert [(w['trained'], w['runs'], w['jobs'], w['device']) for w in wall] == [
+        (3, 3, 1, '-1')] and 0 <= wall[0]['seconds'] < 120
+    assert ('Wall time of each invocation that trained (training, scoring and figures): '
+            '{:.1f} min for 3 of the 3 runs, 1 worker(s) on device -1.'.format(
+                wall[0]['seconds'] / 60)) in open(os.path.join(out, 'summary.md')).read()
 
 
 def test_summary_splits_the_gap_at_the_k_floor_computed_once(tmp_path, monkeypatch):
@@ -536,7 +548,10 @@ def test_progress_and_summary_count_only_this_grid(tmp_path, capsys):
 
 def test_diverging_run_is_failed_with_reason_and_excluded(tmp_path, capsys):
     out = str(tmp_path)
-    argv = TINY + ['--out', out, '--jobs', '1', '--no-figures', '-k', '2']
+    # tanh (bounded) and no spread: at a step size of 1e30 one run ends with
+    # a finite NLL, which is what the MSE check is for.
+    argv = TINY + ['--out', out, '--jobs', '1', '--no-figures', '-k', '2', '--activation',
+                   'tanh', '--lr-final', '1e-4', '--no-spread-components']
     assert sweep.main(argv) == 0
     capsys.readouterr()
     assert sweep.main(argv + ['-k', '1', '2', '--lr', '1e30']) == 0
@@ -619,7 +634,7 @@ def test_export_skips_foreign_columns_and_counts_failures_without_warning(tmp_pa
             state=optuna.trial.TrialState[state],
             value=1.0 if state == 'COMPLETE' else None, user_attrs=dict(attrs, key=key)))
     path = str(tmp_path / 'results.csv')
-    rows, failed = engine.export(study, path, fields, lambda row: float(row['score']))
+    rows, failed = sweep_table.export(study, path, fields, lambda row: float(row['score']))
     assert rows == {'good': 1.5} and failed == {'failed': 'Diverged: it did'}
     assert read_csv(path) == [{'key': 'good', 'score': '1.5'}]
     warnings = capsys.readouterr().err.strip().splitlines()
@@ -645,11 +660,13 @@ def test_bad_model_files_are_refused_with_one_line(tmp_path, damage, capsys):
     assert os.path.isfile(os.path.join(out, 'nll_vs_k.png'))
 
 
-def test_two_invocations_train_each_point_once(tmp_path):
-    """Two commands at once on one study, as two machines would run them."""
-    argv = TINY + ['-k', '1', '2', '3', '--runs', '2', '--jobs', '1',
-                   '--no-figures']
-    procs = [cli(tmp_path, *argv) for _ in range(2)]
+@pytest.mark.parametrize('first, second', [
+    ([], []), (['--population', '3', '--jobs', '2'], ['--population', '2'])])
+def test_two_invocations_train_each_point_once(tmp_path, first, second):
+    """Two commands at once on one study, as two machines would run them
+    (one at a time, or in populations, one of them with two workers)."""
+    argv = TINY + ['-k', '1', '2', '3', '--runs', '2', '--jobs', '1', '--no-figures']
+    procs = [cli(tmp_path, *(argv + extra)) for extra in (first, second)]
     for proc in procs:
         code, err = finish(proc)
         assert code == 0, err
@@ -670,7 +687,7 @@ def test_point_claimed_elsewhere_after_the_read_keeps_the_worker_waiting(tmp_pat
     assert study._storage.set_trial_state_values(read[0]._trial_id,
                                                  optuna.trial.TrialState.RUNNING)
     study.get_trials = lambda deepcopy=True, states=None: read
-    assert engine._claim(study, ['p1']) == (None, True)
+    assert engine._claim(study, ['p1']) == ([], True)
 
 
 def test_killed_worker_is_recovered_without_loss_or_duplicate(tmp_path):
@@ -725,13 +742,15 @@ def test_ctrl_c_stops_workers_with_one_line(tmp_path):
 
 
 def test_spread_components_is_a_config_of_its_own_and_is_applied(tmp_path):
-    """--spread-components starts each MDN spread over the standardised
-    training targets (seen after a run too short to move it) and has a config
-    of its own, while the runs made without it keep their config."""
-    slow = ['--lr', '1e-9', '--lr-final', '1e-9', '--epoch', '1']
-    plain = sweep.parse_args(TINY + slow + ['--out', str(tmp_path / 'a')])
-    spread = sweep.parse_args(TINY + slow + ['--spread-components',
-                                             '--out', str(tmp_path / 'b')])
+    """--spread-components (the default) starts each MDN spread over the
+    standardised training targets (seen after a run too short to move it) and
+    has a config of its own, while the runs made without it keep theirs."""
+    slow = ['--lr', '1e-9', '--lr-final', '1e-9', '--epoch', '1', '--quantile-start', '0',
+            '--activation', 'tanh']
+    plain = sweep.parse_args(TINY + slow + ['--no-spread-components',
+                                            '--out', str(tmp_path / 'a')])
+    spread = sweep.parse_args(TINY + slow + ['--out', str(tmp_path / 'b')])
+    assert spread.spread_components
     assert sweep.config(plain) == {k: getattr(plain, sweep.RECORDED_OPTION.get(k, k))
                                    for k in sweep.CONFIG_KEYS}
     assert sweep.config_id(spread) != sweep.config_id(plain)
@@ -778,7 +797,7 @@ def test_claim_records_a_heartbeat_before_the_trial_is_running(tmp_path):
             "WHERE trial_id = NEW.trial_id) BEGIN "
             "SELECT RAISE(ABORT, 'claimed without a heartbeat'); END")
     connection.close()
-    trial, busy = engine._claim(study, ['p1'])
+    (trial,), busy = engine._claim(study, ['p1'])
     assert engine._key(trial) == 'p1' and busy
     assert study._storage.get_trial(trial._trial_id).state == optuna.trial.TrialState.RUNNING
 
@@ -790,11 +809,11 @@ def test_claim_takes_only_its_grid_and_waits_for_points_running_elsewhere(tmp_pa
     url, study = study_at(tmp_path)
     engine.enqueue(study, [{'key': 'other'}], by_key)
     engine.enqueue(study, [{'key': 'mine'}], by_key)
-    trial, busy = engine._claim(study, ['mine'])
+    (trial,), busy = engine._claim(study, ['mine'])
     assert engine._key(trial) == 'mine' and busy
-    assert engine._claim(study, ['mine']) == (None, True)
+    assert engine._claim(study, ['mine']) == ([], True)
     study.tell(trial.number, 1.0)
-    assert engine._claim(study, ['mine']) == (None, False)
+    assert engine._claim(study, ['mine']) == ([], False)
     assert [t.state for t in study.get_trials()][0] == optuna.trial.TrialState.WAITING
 
 
@@ -837,7 +856,7 @@ def test_a_pruned_duplicate_never_owns_its_point(tmp_path):
     for trial in (first, copy):
         assert study._storage.set_trial_state_values(trial._trial_id,
                                                      optuna.trial.TrialState.RUNNING)
-    engine._run(study, copy, lambda p: pytest.fail('a duplicate was trained'))
+    engine._run(study, [copy], lambda p: pytest.fail('a duplicate was trained'))
     dropped = study.get_trials()[1]
     assert dropped.state == optuna.trial.TrialState.PRUNED
     assert dropped.user_attrs['duplicate_of'] == first.number

@@ -29,10 +29,13 @@ def study_trials(url):
         return []
 
 
-def test_two_machines_share_the_grid_and_train_each_point_once(postgres, tmp_path):
-    url = postgres.create_database('two_machines')
+@pytest.mark.parametrize('population', [1, 3])
+def test_two_machines_share_the_grid_and_train_each_point_once(postgres, tmp_path,
+                                                               population):
+    """Also with --population: each claims up to 3 runs at once."""
+    url = postgres.create_database('two_machines_{}'.format(population))
     argv = TINY + ['-k', '1', '2', '3', '--runs', '2', '--jobs', '1',
-                   '--no-figures']
+                   '--population', str(population), '--no-figures']
     # Separate output folders: nothing shared but the database.
     procs = [cli(tmp_path / name, url, *argv) for name in ('a', 'b')]
     for proc in procs:

@@ -476,3 +476,19 @@ def test_trainer_logs_every_epoch_and_the_heldout_loss_where_measured(tmp_path):
     assert log[-1]['validation/main/loss'] == pytest.approx(
         train_custom_loop.evaluate(model, x_test, y_test), rel=1e-6)
     assert (tmp_path / 'mdn-loss.png').stat().st_size > 0
+
+
+def test_fit_trains_the_quantile_start_first_then_the_loss(monkeypatch):
+    x, y = datasets.generate('worldmodels', 300, np.random.default_rng(0))
+    model = mdn.MDN(hidden=[8], k=2, activation='tanh', rng=np.random.default_rng(1))
+    calls = []
+    for name in ('quantile_start', 'loss'):
+        monkeypatch.setattr(model, name, lambda xb, yb, name=name, f=getattr(model, name):
+                            calls.append(name) or f(xb, yb))
+    train_custom_loop.fit(model, x, y, x, y, epochs=3, batchsize=100, quantile_start=2)
+    # Three steps an epoch, then the validation (the loss, on one batch).
+    assert calls == (['quantile_start'] * 3 + ['loss']) * 2 + ['loss'] * 4
+    for bad in (3, -1):
+        with pytest.raises(ValueError, match='quantile_start must be at least 0 and '
+                           'fewer than the 3 epochs'):
+            train_custom_loop.fit(model, x, y, x, y, epochs=3, quantile_start=bad)

@@ -102,7 +102,7 @@ def steps(out, dry_run):
     toy_size = (['--epoch', '2', '--train-points', '100', '--test-points', '200',
                  '--hidden', '8', '--batchsize', '50'] if dry_run else [])
     sweep_size = (['--dataset', 'bishop', '-k', '1', '3', '--runs', '1',
-                   '--epoch', '2', '--eval-every', '1', '--train-points', '200',
+                   '--epoch', '3', '--eval-every', '1', '--train-points', '200',
                    '--val-points', '100', '--test-points', '200',
                    '--batchsize', '100', '--hidden', '8'] if dry_run else
                   ['--dataset', 'bishop', '-k', '1', '5', '12',

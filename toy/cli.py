@@ -13,7 +13,7 @@ import numpy as np
 import chainer
 from chainer.backends import cuda
 
-from toy import storage, sweep
+from toy import storage, sweep_table
 from toy.train_custom_loop import Diverged
 
 
@@ -310,7 +310,7 @@ def open_study(parser, out, fields, open_):
     storage.StorageError or OSError."""
     check_out(parser, out)
     path = os.path.join(out, 'results.csv')
-    if not sweep.csv_is_ours(path, fields):
+    if not sweep_table.csv_is_ours(path, fields):
         parser.error('{} is not a file this script wrote (other columns, or not a '
                      'file): choose another --out'.format(path))
     try:

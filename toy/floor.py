@@ -7,6 +7,8 @@ KL(p || q_K); the floor is E_x[min KL], each KL that of the fitted mixture
 on finer nodes. The fit is a local search, so the floor is an upper bound:
 a network that beats it proves the floor wrong, not the network better.
 """
+import itertools
+
 import numpy as np
 from scipy import optimize
 from scipy.special import log_softmax, logsumexp
@@ -31,8 +33,12 @@ NEAR = 0.01
 #: EM iterations per start: EM mostly picks the start that L-BFGS goes on
 #: from (at bishop K = 12, 50 and 200 give the same floor).
 EM_ITERATIONS = 100
-#: L-BFGS iterations after EM, per input: EM creeps, L-BFGS goes on from
-#: where it stops.
+#: Groupings of a row's branches that start EM where they outnumber the
+#: components (`_grouped_starts`): five branches into three need 25.
+GROUPINGS = 25
+#: A step this many times those beside it crosses zero density (`_branches`).
+GAP = 5
+#: L-BFGS iterations after EM, per input: EM creeps, L-BFGS goes on.
 POLISH_ITERATIONS = 200
 
 
@@ -45,12 +51,10 @@ def mixture_floor(name, k, direction='inverse', resolution=16, restarts=3,
     a perfect network with k components would still lose. k = 1 gives the
     single-Gaussian limit's gap. For each input on a Gauss-Legendre grid
     (`resolution` nodes per piece), q is fitted to the true conditional
-    density by EM on its quadrature nodes, weighted by the density, from
-    `restarts` starts (k quantiles of the density, then random quantile
-    levels) and one more from its branches (see `_fit`), each polished by
-    L-BFGS; the best is kept. The intervals of a uniform-noise problem
-    get at least NODES_PER_COMPONENT * k nodes each, so that components can
-    be as narrow as its hard edges want. The result is the KL of a concrete
+    density by EM on its quadrature nodes from several starts (`_fit`), the
+    best polished by L-BFGS. A uniform-noise problem's intervals get at
+    least NODES_PER_COMPONENT * k nodes each, so that components can be as
+    narrow as its hard edges want. The result is the KL of a concrete
     mixture, integrated on finer nodes than it was fitted on: an upper bound
     on the floor (the fit finds a local optimum). k, resolution, restarts
     and iterations (EM's, per start) are ints >= 1; a k whose fit would hold
@@ -164,22 +168,80 @@ def _posterior(problem, name, x, nodes):
     return a, f / p_x[:, None], np.where(f > 0, log_p, 0.0), p_x
 
 
+def _branches(a, omega, log_p):
+    """One row's branches at its sorted nodes a (Q,), weights omega, log
+    density log_p: (a, omega, edges, mass) of the weighted nodes, branch j
+    being nodes edges[j] to edges[j + 1], of mass[j], between two dips of the
+    density or two stretches of zero density (a step GAP times those beside
+    it and 1 / GAP^2 of the span: `_posterior` drops weightless nodes)."""
+    a, omega, log_p = a[omega > 0], omega[omega > 0], log_p[omega > 0]
+    dip = np.nonzero((log_p[1:-1] < log_p[:-2]) & (log_p[1:-1] <= log_p[2:]))[0] + 1
+    step = np.diff(a)
+    beside = np.maximum(np.concatenate([[0], step[:-1]]), np.concatenate([step[1:], [0]]))
+    # Across a boundary between pieces of many nodes the steps beside are tiny.
+    gap = np.nonzero((step > GAP * beside) & (step > (a[-1] - a[0]) / GAP ** 2))[0] + 1
+    edges = np.concatenate([[0], np.union1d(dip, gap), [a.size]])
+    return a, omega, edges, np.add.reduceat(omega, edges[:-1])
+
+
+def _partitions(items, k):
+    """Every way to cut `items` into k non-empty groups, one at a time."""
+    if len(items) == k:
+        yield [[item] for item in items]
+    elif k == 1:
+        yield [list(items)]
+    elif k < len(items):
+        first, rest = items[0], items[1:]
+        for p in _partitions(rest, k - 1):
+            yield [[first]] + p
+        for p in _partitions(rest, k):
+            for j in range(k):
+                yield p[:j] + [[first] + p[j]] + p[j + 1:]
+
+
+def _grouped_starts(a_sorted, omega_sorted, log_p_sorted, k):
+    """Starts [(mu, log_pi, sd)], each (M, k), for rows with more branches
+    than k: one component per group (its mean, spread and mass), for each of
+    the first GROUPINGS ways to group the branches ([] if no row needs any).
+    Groups need not be neighbours: at worldmodels K = 2, x = 0.3, the best
+    fit lays a wide component over the outer two of three branches."""
+    rows = []
+    for a, omega, log_p in zip(a_sorted, omega_sorted, log_p_sorted):
+        a, omega, edges, mass = _branches(a, omega, log_p)
+        if mass.size <= k:
+            rows.append(None)
+            continue
+        groups = itertools.islice(_partitions(list(range(mass.size)), k), GROUPINGS)
+        branch = np.repeat(np.arange(mass.size), np.diff(edges))
+        starts = []
+        for grouping in groups:
+            mu, log_pi, sd = (np.empty(k) for _ in range(3))
+            for j, group in enumerate(grouping):
+                w = omega * np.isin(branch, group)
+                m = w.sum()
+                mu[j] = np.sum(w * a) / m
+                sd[j] = np.sqrt(np.sum(w * (a - mu[j]) ** 2) / m)
+                log_pi[j] = np.log(m)
+            starts.append((mu, log_pi, sd))
+        rows.append(starts)
+    count = max((len(r) for r in rows if r), default=0)
+    if not count:
+        return []
+    fallback = _branch_start(a_sorted, omega_sorted, log_p_sorted, k)
+    return [tuple(np.array([r[min(i, len(r) - 1)][part] if r else fallback[part][m]
+                            for m, r in enumerate(rows)]) for part in range(3))
+            for i in range(count)]
+
+
 def _branch_start(a_sorted, omega_sorted, log_p_sorted, k):
     """Means mu, log mixture weights log_pi and spreads sd, each (M, k), that
-    give each branch of the density its share of the k components.
-
-    A branch is the stretch between two local minima of the density at the
-    sorted nodes (M, Q). Each branch gets one component, the heaviest first;
-    any left over go one at a time to the branch of the largest mass per
-    component it would then have. Within a branch they sit at equally spaced
-    quantiles of its mass.
-    """
+    give each branch (`_branches`) its share of the k components: one each,
+    the heaviest first, the rest one at a time to the branch of the largest
+    mass per component it would then have, at equally spaced quantiles of
+    the branch's mass."""
     mu, log_pi, sd = (np.empty((len(a_sorted), k)) for _ in range(3))
     for row, (a, omega, log_p) in enumerate(zip(a_sorted, omega_sorted, log_p_sorted)):
-        a, omega, log_p = a[omega > 0], omega[omega > 0], log_p[omega > 0]
-        dip = np.nonzero((log_p[1:-1] < log_p[:-2]) & (log_p[1:-1] <= log_p[2:]))[0] + 1
-        edges = np.concatenate([[0], dip, [a.size]])
-        mass = np.add.reduceat(omega, edges[:-1])
+        a, omega, edges, mass = _branches(a, omega, log_p)
         count = np.zeros(mass.size, dtype=int)
         for _ in range(k):
             # Masses are below 1: a branch without a component comes first.
@@ -213,10 +275,10 @@ def _fit(a, omega, log_p, k, restarts, iterations, seed):
     (log_pi, mu, var), each (M, k), per start (`_em`).
 
     a, omega (weights summing to one per row) and log_p (the density at a)
-    are (M, Q). The starts: k quantiles of the density, then restarts - 1
-    random quantile levels, then `_branch_start` (which the others can miss:
-    on otoro, K = 5, three stopped at 0.2 nats where one component per
-    branch gives 0.02). sigma is bounded below (`_var_min`).
+    are (M, Q). The starts: k quantiles of the density, restarts - 1 random
+    quantile levels, `_branch_start` (on otoro, K = 5, the others stopped at
+    0.2 nats where it gives 0.02) and `_grouped_starts`. sigma is bounded
+    below (`_var_min`).
     """
     rng = np.random.default_rng(seed)
     order = np.argsort(a, axis=-1)
@@ -226,29 +288,23 @@ def _fit(a, omega, log_p, k, restarts, iterations, seed):
     mean = np.sum(omega * a, -1, keepdims=True)
     spread = np.sqrt(np.sum(omega * (a - mean) ** 2, -1, keepdims=True))
     var_min = _var_min(a, omega)
-    fits = []
-    for r in range(restarts + 1):
-        if r == restarts:
-            mu, log_pi, sd = _branch_start(a_sorted, omega_sorted,
-                                           np.take_along_axis(log_p, order, -1), k)
-        else:
-            levels = ((np.arange(k) + 0.5) / k if r == 0
-                      else np.sort(rng.uniform(0, 1, k)))
-            index = np.minimum([np.searchsorted(c, levels) for c in cdf],
-                               a.shape[-1] - 1)
-            mu = np.take_along_axis(a_sorted, index, -1)
-            log_pi = np.full(mu.shape, -np.log(k))
-            sd = spread / k + np.zeros_like(mu)
-        fits.append(_em(a, omega, log_pi, mu, sd ** 2 + var_min, var_min, iterations))
-    return fits
+    log_p_sorted = np.take_along_axis(log_p, order, -1)
+    starts = []
+    for r in range(restarts):
+        levels = (np.arange(k) + 0.5) / k if r == 0 else np.sort(rng.uniform(0, 1, k))
+        index = np.minimum([np.searchsorted(c, levels) for c in cdf], a.shape[-1] - 1)
+        starts.append((np.take_along_axis(a_sorted, index, -1), np.full(
+            (len(a), k), -np.log(k)), spread / k + np.zeros((len(a), k))))
+    starts.append(_branch_start(a_sorted, omega_sorted, log_p_sorted, k))
+    starts += _grouped_starts(a_sorted, omega_sorted, log_p_sorted, k)
+    return [_em(a, omega, log_pi, mu, sd ** 2 + var_min, var_min, iterations)
+            for mu, log_pi, sd in starts]
 
 
 def _var_min(a, omega):
-    """(M, 1): the least variance a component may have on the nodes a (M, Q)
-    of weights omega: a component narrower than the nodes' spacing could sit
-    on one node and drive the weighted sum, not the integral, to -inf, so
-    sigma is at least half the median spacing of the nodes that carry
-    weight."""
+    """(M, 1): the least variance on the nodes a (M, Q) of weights omega,
+    sigma = half the median spacing of the weighted nodes: a narrower
+    component could sit on one node and drive the sum, not the integral, to -inf."""
     order = np.argsort(a, axis=-1)
     step = np.diff(np.take_along_axis(a, order, -1), axis=-1)
     carried = (np.take_along_axis(omega, order, -1)[:, 1:] > 0) & (step > 0)
@@ -297,12 +353,11 @@ def _em(a, omega, log_pi, mu, var, var_min, iterations, tol=1e-10):
 def _best(a, omega, fine, fits):
     """The lowest KL (M,) of the mixtures `fits` (a list of (log_pi, mu, var),
     each (M, k)) fitted on the nodes a of weights omega (M, Q), and of each
-    polished by L-BFGS, in turn, where its KL is within NEAR of the lowest
-    found so far: fine = (nodes, weights, log density), each (M, F), on
-    which every KL is integrated (`_kl`). On otoro's few nodes per component, L-BFGS can fit
-    the nodes rather than the density, so EM's mixture is kept beside it; at
-    worldmodels K = 5, x = 0.3, every EM start stops at 0.176 nats, and
-    L-BFGS goes on to between 0.118 and 0.138 depending on the start."""
+    polished by L-BFGS where its KL is within NEAR of the lowest so far,
+    every KL integrated on fine = (nodes, weights, log density), each (M, F)
+    (`_kl`). EM's mixture is kept beside: on otoro's few nodes L-BFGS can fit
+    the nodes, not the density. At worldmodels K = 5, x = 0.3, EM stops at
+    0.176 nats from every start, and L-BFGS goes on to 0.118 to 0.138."""
     scores = [_kl(*fine, fitted) for fitted in fits]
     found = np.min(scores, axis=0)
     for fitted, score in zip(fits, scores):
@@ -332,8 +387,8 @@ def _polish(a, omega, fitted, iterations=POLISH_ITERATIONS):
 
 
 def _polish_row(a, omega, log_pi, mu, var, var_min, iterations):
-    """`_polish` on one row: nodes a and weights omega (Q,), the mixture
-    (log_pi, mu, var), each (k,), and var_min: the polished mixture."""
+    """`_polish` on one row: nodes a, weights omega (Q,), the mixture (log_pi,
+    mu, var), each (k,), and var_min -> the polished mixture."""
     k = len(mu)
     s_min = 0.5 * np.log(var_min)
     # Each mean in units of its component's starting width: a narrow

@@ -27,6 +27,31 @@ LOSSES = {'fused': loss.nll_fused, 'logspace': loss.nll_logspace,
           'density': loss.nll_density}
 
 
+def unpack(h, k, d, ln_var_min=None):
+    """The mixture of a packed head output h (N, K (1 + 2D)), laid out as
+    [logits (K) | mu (K D) | ln_var (K D)] per row: logits (N, K), mu
+    (N, K, D), ln_var (N, K, D), as Variables, ln_var floored at ln_var_min
+    (None: not floored; see `MDN`)."""
+    logits, mu, ln_var = F.split_axis(h, (k, k + k * d), axis=1)
+    ln_var = F.reshape(ln_var, (-1, k, d))
+    if ln_var_min is not None:
+        ln_var = loss.floor_ln_var(ln_var, ln_var_min)
+    return logits, F.reshape(mu, (-1, k, d)), ln_var
+
+
+def quantile_start_loss(logits, mu, ln_var, y):
+    """The quantile-start objective (`MDN.quantile_start`) of a mixture
+    logits (N, K), mu (N, K, D), ln_var (N, K, D), already floored (`unpack`),
+    and targets y (N, D), a Variable."""
+    k, d = mu.shape[1:]
+    xp = backend.get_array_module(mu)
+    tau = xp.asarray((np.arange(k) + 0.5) / k, dtype=mu.dtype)[:, None]
+    r = y[:, None, :] - mu                                                 # (N, K, D)
+    pinball = F.sum(F.maximum(tau * r, (tau - 1) * r)) / (len(y) * d)
+    # ln_var is floored already (unpack): the NLL must not floor it again.
+    return pinball + loss.nll_fused(logits, mu.array, ln_var, y)
+
+
 class MDN(nets.Perceptron):
     """Gaussian mixture with K components and diagonal covariance over y (N, D).
 
@@ -57,12 +82,7 @@ class MDN(nets.Perceptron):
 
     def forward(self, x):
         """-> logits (N, K), mu (N, K, D), ln_var (N, K, D), as Variables."""
-        k, d = self.k, self.out_dim
-        logits, mu, ln_var = F.split_axis(self.features(x), (k, k + k * d), axis=1)
-        ln_var = F.reshape(ln_var, (-1, k, d))
-        if self.ln_var_min is not None:
-            ln_var = loss.floor_ln_var(ln_var, self.ln_var_min)
-        return logits, F.reshape(mu, (-1, k, d)), ln_var
+        return unpack(self.features(x), self.k, self.out_dim, self.ln_var_min)
 
     def objective(self, x, y):
         """Mean NLL of y (N, D) given x (N, in_dim), nats per point, a Variable."""
@@ -73,6 +93,23 @@ class MDN(nets.Perceptron):
             return loss.nll_fused_packed(self.features(x), y, self.k,
                                          ln_var_min=self.ln_var_min)
         return self.nll(*self.forward(x), y)
+
+    def quantile_start(self, x, y):
+        """The objective of the first epochs of a quantile start
+        (train_custom_loop.fit's `quantile_start`), a Variable: each mean
+        mu_k(x) is fitted to the tau_k = (k + 1/2) / K quantile of y given x
+        by the pinball loss, sum_k mean_(n,d) rho_tau_k(y - mu_k) with
+        rho_tau(r) = max(tau r, (tau - 1) r), and the mixing logits and
+        log-variances to the NLL with those means held.
+
+        Why: a component whose slice of the targets is empty at some inputs
+        has almost no weight or density there, so it gets no gradient there
+        and the NLL never moves it to data it cannot see (worldmodels, K = 2:
+        the second component dies where the upper branch ends, and one
+        Gaussian spans both lower branches). Conditional quantiles have no
+        such trap: the pinball loss pulls every mean into its input's data.
+        """
+        return quantile_start_loss(*self.forward(x), y)
 
     def spread_components(self, y, shrink=0.1):
         """Start the K components side by side over the targets y (N, D), at

@@ -6,7 +6,9 @@ key. Points are enqueued as WAITING trials (user attrs `key` and `point`); a
 worker claims one with the storage's atomic WAITING -> RUNNING update (a row
 lock on PostgreSQL, an immediate transaction on SQLite), beats a heartbeat
 while it trains, and stores the objective's value and its row (user attr
-`row`) when it is done.
+`row`) when it is done. With a population size R and a `together`
+function, a worker claims up to R trials of one group at once and trains
+them together (toy.population): each trial keeps its own outcome.
 
 Exactly once: two invocations can enqueue the same key at the same time, so
 a key belongs to the trial with the smallest number among its trials that
@@ -20,13 +22,11 @@ again only when asked (`retry_failed`), as is one whose score is not finite.
 The storages themselves (URLs, the checks before any write, studies) are
 toy.storage's.
 """
-import csv
 import hashlib
 import itertools
 import json
 import math
 import multiprocessing
-import os
 import signal
 import sys
 import threading
@@ -37,7 +37,6 @@ import optuna
 from optuna.trial import TrialState
 from tqdm import tqdm
 
-from toy import files
 from toy.storage import (ERRORS, HEARTBEAT, StorageError, connect, one_line,
                          shown)
 
@@ -133,18 +132,20 @@ def enqueue(study, points, key, retry_failed=False):
 
 
 class _Heartbeat(threading.Thread):
-    """Records the trial's heartbeat every HEARTBEAT seconds until stopped;
-    a storage error ends it quietly (the worker's next call reports it)."""
+    """Records the heartbeat of each of the trials every HEARTBEAT seconds
+    until stopped; a storage error ends it quietly (the worker's next call
+    reports it)."""
 
-    def __init__(self, storage, trial_id):
+    def __init__(self, storage, trial_ids):
         super().__init__(daemon=True)
-        self.storage, self.trial_id = storage, trial_id
+        self.storage, self.trial_ids = storage, trial_ids
         self.stopped = threading.Event()
 
     def run(self):
         while not self.stopped.wait(HEARTBEAT):
             try:
-                self.storage.record_heartbeat(self.trial_id)
+                for trial_id in self.trial_ids:
+                    self.storage.record_heartbeat(trial_id)
             except ERRORS:
                 return
 
@@ -154,11 +155,12 @@ class _Heartbeat(threading.Thread):
         self.join()
 
 
-def _claim(study, keys):
-    """Claim a WAITING trial of `keys` (in their order); None if there is none.
-
-    Returns (trial, busy): busy is whether any of keys is not done yet, so
-    the caller looks again. A key read as WAITING may have been claimed by
+def _claim(study, keys, size=1, group=None):
+    """Claim up to `size` WAITING trials of `keys`: the first in their order,
+    then the next ones whose point is of its group (group(point) equal; None:
+    any point) until there are `size`. Returns (the trials, busy): no trial
+    if none is waiting; busy is whether any of keys is not done yet, so the
+    caller looks again. A key read as WAITING may have been claimed by
     another worker after the read, and one RUNNING elsewhere may die and come
     back: either way this invocation must not end (and export) without it.
     """
@@ -170,86 +172,135 @@ def _claim(study, keys):
     waiting = sorted((t for t in found if t.state == TrialState.WAITING
                       and _key(t) in wanted),
                      key=lambda t: (wanted[_key(t)], t.number))
-    storage = study._storage
-    for trial in waiting:
-        # The heartbeat comes first: a worker killed between the claim and
-        # its first beat would otherwise leave a RUNNING trial that never
-        # goes stale. (Stale checks look at RUNNING trials only.)
-        storage.record_heartbeat(trial._trial_id)
-        try:
-            if storage.set_trial_state_values(trial._trial_id, TrialState.RUNNING):
-                return trial, True
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
+    storage, claimed = study._storage, []
+    try:
+        for trial in waiting:
+            if len(claimed) == size:
+                break
+            if claimed and group is not None and group(
+                    trial.user_attrs['point']) != group(claimed[0].user_attrs['point']):
+                continue
+            # The heartbeat comes first: a worker killed between the claim and
+            # its first beat would otherwise leave a RUNNING trial that never
+            # goes stale. (Stale checks look at RUNNING trials only.)
+            storage.record_heartbeat(trial._trial_id)
+            try:
+                if storage.set_trial_state_values(trial._trial_id, TrialState.RUNNING):
+                    claimed.append(trial)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
+    except KeyboardInterrupt:
+        _release(study, claimed)
+        raise
+    if claimed:
+        return claimed, True
     owned = owners(found)
-    return None, any(owned[k].state in (TrialState.RUNNING, TrialState.WAITING)
-                     for k in keys if k in owned)
+    return [], any(owned[k].state in (TrialState.RUNNING, TrialState.WAITING)
+                   for k in keys if k in owned)
 
 
-def work(url, name, keys, objective):
+def work(url, name, keys, objective, population=1, together=None, group=None):
     """Run the trials of `keys` until none is waiting or running.
 
-    objective(point) -> (value, row dict). Raises StorageLost if the storage
-    stops answering; KeyboardInterrupt ends the run in hand as failed
-    without a reason, so the next invocation runs it again.
+    objective(point) -> (value, row dict). With `together`, up to
+    `population` trials of one group (`_claim`) are claimed at once and,
+    when more than one, trained by together(points) -> a list, one per
+    point, of its (value, row) or the exception that failed it. Raises
+    StorageLost if the storage stops answering; KeyboardInterrupt ends the
+    runs in hand as failed without a reason, so the next invocation runs
+    them again.
     """
+    size = population if together is not None else 1
     try:
         storage = connect(url)
         study = optuna.load_study(study_name=name, storage=storage)
         while True:
-            trial, busy = _claim(study, keys)
-            if trial is None:
+            batch, busy = _claim(study, keys, size, group)
+            if not batch:
                 if not busy:
                     return
                 time.sleep(POLL)
                 continue
-            _run(study, trial, objective)
+            _run(study, batch, objective, together)
     except (StorageError,) + ERRORS as e:
         raise StorageLost(one_line(e))
 
 
-def _run(study, trial, objective):
+def _release(study, batch):
+    """Fail, without a reason, the trials of `batch` still RUNNING: a worker
+    stopped must leave none behind it (the next invocation runs them)."""
     storage = study._storage
-    try:
-        _settle(study, trial, objective)
-    except KeyboardInterrupt:
-        # Ctrl-C may come at any point after the claim, even before the
-        # objective starts: the trial must not stay RUNNING behind us.
+    for trial in batch:
         if storage.get_trial(trial._trial_id).state == TrialState.RUNNING:
             study.tell(trial.number, state=TrialState.FAIL)
+
+
+def _run(study, batch, objective, together=None):
+    try:
+        _settle(study, batch, objective, together)
+    except KeyboardInterrupt:
+        # Ctrl-C may come at any point after the claim, even before the
+        # objective starts: no trial may stay RUNNING behind us.
+        _release(study, batch)
         raise
 
 
-def _settle(study, trial, objective):
-    storage, key = study._storage, _key(trial)
-    owner = owners(trials(study))[key]
-    if owner.number != trial.number:
-        storage.set_trial_user_attr(trial._trial_id, 'duplicate_of', owner.number)
-        study.tell(trial.number, state=TrialState.PRUNED)
+def _settle(study, batch, objective, together):
+    storage, owned = study._storage, owners(trials(study))
+    mine = []
+    for trial in batch:
+        owner = owned[_key(trial)]
+        if owner.number != trial.number:
+            storage.set_trial_user_attr(trial._trial_id, 'duplicate_of', owner.number)
+            study.tell(trial.number, state=TrialState.PRUNED)
+        else:
+            mine.append(trial)
+    if not mine:
         return
-    heartbeat = _Heartbeat(storage, trial._trial_id)
+    points = [trial.user_attrs['point'] for trial in mine]
+    heartbeat = _Heartbeat(storage, [trial._trial_id for trial in mine])
     heartbeat.start()
     try:
-        value, row = objective(trial.user_attrs['point'])
-        if not math.isfinite(value):  # Optuna would store it as COMPLETE
-            raise ValueError('the score is {}, not a finite number'.format(value))
-    except Exception as e:  # a failed run is data, whatever the cause
-        reason = '{}: {}'.format(type(e).__name__, one_line(e))
-        storage.set_trial_user_attr(trial._trial_id, 'failure', reason)
-        study.tell(trial.number, state=TrialState.FAIL)
-        tqdm.write('{} failed: {}'.format(key, reason), file=sys.stderr)
-        return
+        try:
+            results = together(points) if len(points) > 1 else [objective(points[0])]
+            if len(results) != len(points):  # else some would stay RUNNING
+                raise ValueError('{} results for {} points'.format(len(results),
+                                                                  len(points)))
+        except Exception as e:  # a failed run is data, whatever the cause
+            results = [e] * len(points)
     finally:
         heartbeat.stop()
-    storage.set_trial_user_attr(trial._trial_id, 'row', row)
-    study.tell(trial.number, value)
+    for trial, result in zip(mine, results):
+        result = _checked(result)
+        if isinstance(result, Exception):
+            reason = '{}: {}'.format(type(result).__name__, one_line(result))
+            storage.set_trial_user_attr(trial._trial_id, 'failure', reason)
+            study.tell(trial.number, state=TrialState.FAIL)
+            tqdm.write('{} failed: {}'.format(_key(trial), reason), file=sys.stderr)
+        else:
+            storage.set_trial_user_attr(trial._trial_id, 'row', result[1])
+            study.tell(trial.number, result[0])
+
+
+def _checked(result):
+    """An objective's result as (value, row), or the exception that fails its
+    run: the exception it gave, or why (value, row) is not one."""
+    if isinstance(result, Exception):
+        return result
+    try:
+        value, row = result
+        if not math.isfinite(value):  # Optuna would store it as COMPLETE
+            raise ValueError('the score is {}, not a finite number'.format(value))
+    except Exception as e:
+        return e
+    return value, row
 
 
 def _stop(signum, frame):
     raise KeyboardInterrupt
 
 
-def _worker_main(url, name, keys, objective):
+def _worker_main(url, name, keys, objective, population, together, group):
     """Entry point of a worker process: exit status 0, LOST or 130.
 
     It ignores Ctrl-C (inherited from its start, so that none arrives while it
@@ -257,28 +308,30 @@ def _worker_main(url, name, keys, objective):
     """
     signal.signal(signal.SIGTERM, _stop)
     try:
-        work(url, name, keys, objective)
+        work(url, name, keys, objective, population, together, group)
     except StorageLost:
         raise SystemExit(LOST)
     except KeyboardInterrupt:
         raise SystemExit(130)
 
 
-def run_workers(url, name, keys, objective, jobs=1):
-    """Train every key of the grid (enqueued beforehand) with `jobs` workers:
-    this process, and jobs - 1 worker processes (spawn: each opens its own
-    connections) that start while it trains (they take seconds to import
-    what they need, and the queue gives their share of runs to this process
-    meanwhile). A tqdm bar follows the storage, so it counts the work of
-    every machine, on these keys only. Raises StorageLost or
-    KeyboardInterrupt.
+def run_workers(url, name, keys, objective, jobs=1, population=1, together=None,
+                group=None):
+    """Train every key of the grid (enqueued beforehand) with `jobs` workers
+    (each as `work`, with population, together and group): this process,
+    and jobs - 1 worker processes (spawn: each opens its own connections)
+    that start while it trains (they take seconds to import what they need,
+    and the queue gives their share of runs to this process meanwhile). A
+    tqdm bar follows the storage, so it counts the work of every machine, on
+    these keys only. Raises StorageLost or KeyboardInterrupt.
     """
     done = _Progress(url, name, keys)
     done.start()
     try:
         context = multiprocessing.get_context('spawn')
         workers = [context.Process(target=_worker_main,
-                                   args=(url, name, keys, objective))
+                                   args=(url, name, keys, objective, population,
+                                         together, group))
                    for _ in range(jobs - 1)]
         handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
@@ -287,7 +340,7 @@ def run_workers(url, name, keys, objective, jobs=1):
         finally:
             signal.signal(signal.SIGINT, handler)
         try:
-            work(url, name, keys, objective)
+            work(url, name, keys, objective, population, together, group)
             for w in workers:
                 w.join()
         finally:
@@ -342,57 +395,14 @@ def fingerprint(options):
     return hashlib.sha1(blob.encode()).hexdigest()[:8]
 
 
-def csv_is_ours(path, fields):
-    """Whether `path` is absent, or a file whose header is `fields` (so that
-    exporting over it loses nothing but an earlier export)."""
-    if not os.path.lexists(path):
-        return True
-    if not os.path.isfile(path):
-        return False
-    with open(path, newline='', encoding='utf-8', errors='replace') as f:
-        return next(csv.reader(f), None) == fields
-
-
-def export(study, path, fields, parse, upgrade=None):
-    """Write every finished run's row (user attr `row`) to the CSV `path`, and
-    return ({key: parse(row)}, {key: failure reason}).
-
-    upgrade(row), if given, renames what an earlier version stored (the row
-    as the CSV gets it). parse(row) checks a row and returns what the caller
-    needs (e.g. numbers);
-    a row it refuses (KeyError, TypeError, ValueError), or with columns other
-    than `fields`, is left out with a one-line warning on stderr. Every key
-    appears at most once.
-    """
-    rows, failed, lines = {}, {}, []
-    for key, trial in sorted(outcomes(study, warn=True).items()):
-        if 'failure' in trial.user_attrs:
-            failed[key] = trial.user_attrs['failure']
-            continue
-        row = trial.user_attrs.get('row')
-        try:
-            if not isinstance(row, dict) or not set(row) <= set(fields):
-                raise ValueError('not a row of this table: {!r:.60}'.format(row))
-            row = upgrade(row) if upgrade else row
-            rows[key] = parse(row)
-        except (KeyError, TypeError, ValueError) as e:
-            print('warning: skipping trial {} ({}): {}'.format(trial.number, key, e),
-                  file=sys.stderr)
-            continue
-        lines.append(row)
-    with files.atomic_write(path) as f:
-        writer = csv.DictWriter(f, fieldnames=fields, lineterminator='\n')
-        writer.writeheader()
-        writer.writerows(lines)
-    return rows, failed
-
-
-def run(url, study, points, key, objective, jobs=1, retry_failed=False):
+def run(url, study, points, key, objective, jobs=1, retry_failed=False, population=1,
+        together=None, group=None):
     """Enqueue the points and run them (`run_workers`): 0 when done, or (after one line on
     stderr) 130 if interrupted and 1 if the storage stopped answering."""
     enqueue(study, points, key, retry_failed)
     try:
-        run_workers(url, study.study_name, [key(p) for p in points], objective, jobs)
+        run_workers(url, study.study_name, [key(p) for p in points], objective, jobs,
+                    population, together, group)
     except KeyboardInterrupt:
         print('interrupted: finished runs are kept in {}; rerun the same command '
               'to resume'.format(shown(url)), file=sys.stderr)

@@ -83,8 +83,38 @@ def heldout_nll(model, x, y, scaler=None):
     return evaluate(model, scaler.inputs(x), scaler.targets(y)) + scaler.log_jacobian
 
 
+def schedule(n, epochs, batchsize, lr, lr_final):
+    """(batchsize, batches per epoch, iterations, decay) of a run of `epochs`
+    over n points: batchsize None or >= n is full-batch, and the step size,
+    multiplied by decay after every step, goes geometrically from lr (first
+    step) to lr_final (last step)."""
+    batchsize = n if batchsize is None else min(batchsize, n)
+    per_epoch = -(-n // batchsize)
+    iterations = epochs * per_epoch
+    return (batchsize, per_epoch, iterations,
+            (lr_final / lr) ** (1.0 / max(1, iterations - 1)))
+
+
+def diverged_message(loss_sum, since, epoch, per_epoch):
+    """Why a run stopped: its training losses, summed over epochs `since` to
+    `epoch`, came to the non-finite `loss_sum`."""
+    return ('the training loss became non-finite ({}) between epoch {} and {} '
+            '(iterations {} to {}): lower the step size or standardise the data'
+            .format(loss_sum, since, epoch, (since - 1) * per_epoch + 1,
+                    epoch * per_epoch))
+
+
+def check_quantile_start(quantile_start, epochs):
+    """ValueError unless 0 <= quantile_start < epochs: the NLL must train after
+    the quantile start."""
+    if not 0 <= quantile_start < epochs:
+        raise ValueError('quantile_start must be at least 0 and fewer than the {} '
+                         'epochs, not {!r}'.format(epochs, quantile_start))
+
+
 def fit(model, x, y, x_val, y_val, *, epochs, batchsize=None, lr=1e-2,
-        lr_final=1e-4, eval_every=1, seed=0, device=None, progress=None):
+        lr_final=1e-4, eval_every=1, seed=0, device=None, progress=None,
+        quantile_start=0):
     """Train `model` (a Chain with `loss(x, y)`) by Adam; keep the best validation.
 
     x (N, in_dim), y (N, D) and the validation pair, float32 (already
@@ -96,6 +126,9 @@ def fit(model, x, y, x_val, y_val, *, epochs, batchsize=None, lr=1e-2,
     measured; when the run ends the parameters at its minimum are restored.
     Raises Diverged if the training loss becomes non-finite. `progress`, if
     given, is called with no argument after every epoch (a tqdm bar's update).
+    The first `quantile_start` epochs train an MDN's `quantile_start`
+    objective instead of its loss (the same optimizer and step-size decay
+    go on through both).
 
     Returns a dict: best_val_loss, best_epoch, epochs, iterations, seconds,
     history (a list of (epoch, validation loss)).
@@ -103,18 +136,17 @@ def fit(model, x, y, x_val, y_val, *, epochs, batchsize=None, lr=1e-2,
     epochs = preprocess.positive_int('epochs', epochs)
     eval_every = preprocess.positive_int('eval_every', eval_every)
     batchsize = preprocess.positive_int('batchsize', batchsize, none_ok=True)
+    check_quantile_start(quantile_start, epochs)
     x, y = preprocess.check_data(x, y)
     x_val, y_val = preprocess.check_data(x_val, y_val, names=('x_val', 'y_val'))
     if device is not None:
         model.to_device(device)
     n = len(x)
-    batchsize = n if batchsize is None else min(batchsize, n)
-    per_epoch = -(-n // batchsize)
-    iterations = epochs * per_epoch
+    batchsize, per_epoch, iterations, decay = schedule(n, epochs, batchsize, lr,
+                                                       lr_final)
     x_dev, y_dev = model.device.send(x), model.device.send(y)
     optimizer = chainer.optimizers.Adam(alpha=lr)
     optimizer.setup(model)
-    decay = (lr_final / lr) ** (1.0 / max(1, iterations - 1))
     shuffle = ChainedShuffle(seed)
     order = np.arange(n)
     best_val, best_epoch, best_params, history = math.inf, 0, None, []
@@ -131,8 +163,9 @@ def fit(model, x, y, x_val, y_val, *, epochs, batchsize=None, lr=1e-2,
                 rows = model.device.send(order)
                 batches = [(x_dev[rows[i:i + batchsize]], y_dev[rows[i:i + batchsize]])
                            for i in range(0, n, batchsize)]
+            objective = model.quantile_start if epoch <= quantile_start else model.loss
             for xb, yb in batches:
-                loss = model.loss(xb, yb)
+                loss = objective(xb, yb)
                 model.cleargrads()
                 loss.backward()
                 optimizer.update()
@@ -143,11 +176,8 @@ def fit(model, x, y, x_val, y_val, *, epochs, batchsize=None, lr=1e-2,
             if epoch % eval_every and epoch != epochs:
                 continue
             if not math.isfinite(float(loss_sum)):
-                raise Diverged('the training loss became non-finite ({}) between '
-                               'epoch {} and {} (iterations {} to {}): lower the '
-                               'step size or standardise the data'.format(
-                                   float(loss_sum), since, epoch,
-                                   (since - 1) * per_epoch + 1, epoch * per_epoch))
+                raise Diverged(diverged_message(float(loss_sum), since, epoch,
+                                                per_epoch))
             loss_sum, since = 0, epoch + 1
             val = evaluate(model, x_val, y_val)
             history.append((epoch, val))

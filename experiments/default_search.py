@@ -1,0 +1,171 @@
+"""Choose the mixture-count sweep's default training: accuracy against cost.
+
+Each candidate training (CANDIDATES) is trained as a sweep of its own (a
+SweepConfig in OUT/NAME, so its workers, storage, resume and --device apply)
+at the mixture counts PROBE_K of the three inverse problems, over --runs
+seeds, against the default sweep's K-floors. OUT/summary.md is the table the
+default (experiments.sweep_config.SweepConfig) was chosen on: per candidate,
+the wall seconds of a run, the default grid's projected wall time with two
+workers, and the network's share (the mean gap to the K-floor) per problem
+and K.
+
+    python -m experiments.default_search                     # every candidate
+    python -m experiments.default_search --candidates relu128-b256
+    python -m experiments.default_search --report-only       # redraw the table
+"""
+import functools
+import os
+import sys
+
+import numpy as np
+
+import toy  # noqa: F401  (patches NumPy/Python for chainer before it is imported)
+from toy import cli, datasets, files, storage, sweep
+from experiments import sweep_mixtures
+from experiments.sweep_config import FLOOR_FILE, SweepConfig, config, grid, key
+from experiments.sweep_summary import SHARE, floors, gaps
+
+#: The wall time the default sweep must fit in, minutes, with WORKERS workers.
+BUDGET, WORKERS = 30, 2
+#: Where small K sticks (a dead component), where it is mid-way, and the
+#: largest K: the network's share is worst at one of these.
+PROBE_K = [2, 6, 24]
+#: What every candidate shares: ReLU, components spread, 200,000 points
+#: validated every epoch, Adam's step decaying from 3e-3 to 3e-5; no
+#: quantile start unless it says so.
+BASE = dict(activation='relu', spread_components=True, train_points=200000,
+            val_points=5000, test_points=10000, eval_every=1, lr=3e-3, lr_final=3e-5,
+            quantile_start=0)
+#: name: (what it is, its settings over BASE); the table keeps this order.
+CANDIDATES = {
+    'relu128-b1024': ('3 x 128, 30 epochs of batch 1024',
+                      dict(hidden=[128] * 3, epoch=30, batchsize=1024)),
+    'relu128-b256': ('3 x 128, 15 epochs of batch 256',
+                     dict(hidden=[128] * 3, epoch=15, batchsize=256)),
+    'relu64-b1024': ('3 x 64, 60 epochs of batch 1024',
+                     dict(hidden=[64] * 3, epoch=60, batchsize=1024)),
+    'relu64-b256': ('3 x 64, 20 epochs of batch 256',
+                    dict(hidden=[64] * 3, epoch=20, batchsize=256)),
+    'relu64-b256-qs': ('3 x 64, 20 epochs of batch 256, the first 2 a quantile start',
+                       dict(hidden=[64] * 3, epoch=20, batchsize=256, quantile_start=2)),
+    'relu128-b256-qs': ('3 x 128, 15 epochs of batch 256, the first 2 a quantile start',
+                        dict(hidden=[128] * 3, epoch=15, batchsize=256, quantile_start=2)),
+}
+
+
+def make_parser():
+    p = cli.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--candidates', nargs='+', choices=list(CANDIDATES),
+                   default=list(CANDIDATES), help='which candidates to train')
+    cli.add_training_arguments(p, runs=2, out=os.path.join('results', 'sweep', 'search'))
+    p.add_argument('--floor-file', metavar='PATH',
+                   default=os.path.join('results', 'sweep', FLOOR_FILE),
+                   help='the K-floors (the default sweep\'s, computed if missing)')
+    cli.add_sweep_arguments(p)
+    return p
+
+
+def candidate_config(args, name):
+    return SweepConfig(
+        out=os.path.join(args.out, name), k=list(PROBE_K), runs=args.runs,
+        baseline=False, figures=False, floor_file=args.floor_file,
+        storage=args.storage, device=args.device, jobs=args.jobs,
+        retry_failed=args.retry_failed, **dict(BASE, **CANDIDATES[name][1]))
+
+
+def default_grid_runs():
+    """Runs in the default sweep's grid (its MDNs and baselines)."""
+    return len(grid(SweepConfig()))
+
+
+def measure(cfg):
+    """(mean wall seconds of a run, mean Adam steps of a run, {(problem, K):
+    the network's shares over seeds}) of a candidate's finished runs; None if
+    it has none. A run's wall time is its trial's, from start to finish:
+    data, training and scoring."""
+    try:
+        study = sweep_mixtures.open_study(cfg, create=False)
+    except storage.NoStudy:
+        return None
+    rows, _ = sweep_mixtures.export(cfg, study)
+    if not rows:
+        return None
+    trials = sweep.outcomes(study)
+    wall = [(t.datetime_complete - t.datetime_start).total_seconds()
+            for t in (trials[key(p)] for p in grid(cfg) if key(p) in trials)
+            if t.datetime_complete and t.datetime_start]
+    floor_of, bayes_of = floors(cfg), sweep_mixtures.test_bayes(cfg, rows)
+    shares = {(name, k): gaps(rows, name, k, bayes_of) - floor_of[name, k]
+              for name in cfg.dataset for k in cfg.k
+              if len(gaps(rows, name, k, bayes_of))}
+    return (float(np.mean(wall)), float(np.mean([int(r['iterations']) for r in rows])),
+            shares)
+
+
+def is_default(cfg):
+    """Whether a candidate trains as the default sweep does."""
+    return config(cfg) == config(SweepConfig())
+
+
+def write_summary(args, table):
+    """OUT/summary.md from table: {name: (SweepConfig, measure(it))}."""
+    n = default_grid_runs()
+    lines = ['# The default sweep\'s training: accuracy against cost', '',
+             'Each candidate trained at K = {} on the three inverse problems over '
+             'seeds 0 .. {}; the network\'s share is a run\'s held-out NLL above the '
+             'Bayes NLL of its test points, less the K-floor (the best any K-component '
+             'mixture does), mean over seeds. The projection is the mean wall time of '
+             'a run (data, training, scoring) times the {} runs of the default grid, '
+             'over {} workers: a candidate trained while other jobs shared the cores '
+             'shows a longer time than it would alone, which its Adam steps and '
+             'network do not. Goal: a share of at most {} nats at every K, in at most '
+             '{} minutes. Every candidate: `{}`. Made by `python -m '
+             'experiments.default_search`.'.format(
+                 ', '.join(map(str, PROBE_K)), args.runs - 1, n, WORKERS, SHARE, BUDGET,
+                 ' '.join('--{} {}'.format(o.replace('_', '-'), v) if v is not True
+                          else '--' + o.replace('_', '-') for o, v in BASE.items())), '']
+    head = ['candidate', 'Adam steps', 'run, s', 'default sweep, min'] + [
+        '{} K = {}'.format(name, k) for name in datasets.NAMES for k in PROBE_K] + ['worst']
+    cells = []
+    for name, (cfg, (seconds, steps, shares)) in table.items():
+        minutes = seconds * n / WORKERS / 60
+        means = [shares[name_k].mean() if name_k in shares else np.nan
+                 for name_k in ((p, k) for p in datasets.NAMES for k in PROBE_K)]
+        worst = np.nanmax(means)
+        cells.append(['{}{}'.format(CANDIDATES[name][0], ' (the default)'
+                                    if is_default(cfg) else ''),
+                      '{:,.0f}'.format(steps), '{:.0f}'.format(seconds),
+                      '{:.0f}{}'.format(minutes, ' ✓' if minutes <= BUDGET else '')]
+                     + ['–' if np.isnan(m) else '{:+.3f}'.format(m) for m in means]
+                     + ['{:+.3f}{}'.format(worst, ' ✓' if worst <= SHARE else '')])
+    lines += files.markdown_table(head, cells, 'l' + 'r' * (len(head) - 1))
+    with files.atomic_write(os.path.join(args.out, 'summary.md')) as f:
+        f.write('\n'.join(lines) + '\n')
+
+
+def main(argv=None):
+    p = make_parser()
+    args = p.parse_args(argv)
+    cli.get_device(p, args.device)
+    cli.check_out(p, args.out)
+    configs = {name: candidate_config(args, name) for name in CANDIDATES}
+    if not args.report_only:
+        for name in args.candidates:
+            cfg = configs[name]
+            study = cli.open_study(p, cfg.out, sweep_mixtures.FIELDS, functools.partial(
+                sweep_mixtures.open_study, cfg))
+            status = sweep_mixtures.run(cfg, study)
+            if status:
+                return status
+    table = {name: (cfg, found) for name, cfg in configs.items()
+             for found in [measure(cfg)] if found}
+    if not table:
+        p.error('--report-only: no candidate has finished runs in {}: train first'
+                .format(args.out))
+    write_summary(args, table)
+    print('table: {}'.format(os.path.join(args.out, 'summary.md')))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
