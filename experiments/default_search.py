@@ -149,6 +149,9 @@ def main(argv=None):
     cli.get_device(p, args.device)
     cli.check_out(p, args.out)
     configs = {name: candidate_config(args, name) for name in CANDIDATES}
+    for name in args.candidates:
+        for message in configs[name].problems()[:1]:
+            p.error('candidate {}: {}'.format(name, message))
     if not args.report_only:
         for name in args.candidates:
             cfg = configs[name]

@@ -28,7 +28,7 @@ KEY = ('dataset', 'direction', 'model', 'k', 'seed', 'config')
 MAX_RUNS = 100000
 FLOOR_FILE = 'mixture_floor.json'
 #: `--quick`: the default grid and training on one seed and a tenth of the
-#: points (seconds a run, about 2 minutes in all), into a folder of its
+#: points (seconds a run, about a minute in all), into a folder of its
 #: own (a preview never overwrites the default's results) and against the
 #: default sweep's committed K-floors (it waits for none of its own).
 QUICK = dict(runs=1, train_points=20000,

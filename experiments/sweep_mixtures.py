@@ -75,7 +75,7 @@ def make_parser():
                    '(toy.population: faster where a step costs mostly its overhead); '
                    'each scores as if trained alone')
     p.add_argument('--quick', action='store_true',
-                   help='a preview in about 2 minutes: {} (options given '
+                   help='a preview in about a minute on 2 cores: {} (options given '
                    'still apply)'.format(', '.join(
                        '--{} {}'.format(o.replace('_', '-'), ' '.join(
                            map(str, np.atleast_1d(v)))) for o, v in QUICK.items())))

@@ -6,6 +6,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 from toy import datasets
 from experiments import default_search, sweep_mixtures
@@ -99,3 +100,13 @@ def test_search_table_holds_each_candidates_runs(tmp_path, monkeypatch):
     (out / 'summary.md').unlink()
     assert default_search.main(argv + ['--report-only']) == 0
     assert (out / 'summary.md').read_text() == before
+
+
+def test_a_search_that_cannot_train_is_refused_in_one_line(tmp_path, capsys):
+    """--runs beyond the grid's limit: exit 2 with one line, nothing written."""
+    with pytest.raises(SystemExit) as e:
+        default_search.main(['--out', str(tmp_path / 'search'), '--runs', str(10 ** 6)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'candidate relu128-b1024: the grid has more than' in err[0]
+    assert not (tmp_path / 'search').exists()
