@@ -37,19 +37,22 @@ BASE = dict(activation='relu', spread_components=True, train_points=200000,
             val_points=5000, test_points=10000, eval_every=1, lr=3e-3, lr_final=3e-5,
             quantile_start=0)
 #: name: (what it is, its settings over BASE); the table keeps this order.
+#: The first four were trained one run at a time, before populations.
 CANDIDATES = {
     'relu128-b1024': ('3 x 128, 30 epochs of batch 1024',
-                      dict(hidden=[128] * 3, epoch=30, batchsize=1024)),
+                      dict(hidden=[128] * 3, epoch=30, batchsize=1024, population=1)),
     'relu128-b256': ('3 x 128, 15 epochs of batch 256',
-                     dict(hidden=[128] * 3, epoch=15, batchsize=256)),
+                     dict(hidden=[128] * 3, epoch=15, batchsize=256, population=1)),
     'relu64-b1024': ('3 x 64, 60 epochs of batch 1024',
-                     dict(hidden=[64] * 3, epoch=60, batchsize=1024)),
+                     dict(hidden=[64] * 3, epoch=60, batchsize=1024, population=1)),
     'relu64-b256': ('3 x 64, 20 epochs of batch 256',
-                    dict(hidden=[64] * 3, epoch=20, batchsize=256)),
+                    dict(hidden=[64] * 3, epoch=20, batchsize=256, population=1)),
     'relu64-b256-qs': ('3 x 64, 20 epochs of batch 256, the first 2 a quantile start',
                        dict(hidden=[64] * 3, epoch=20, batchsize=256, quantile_start=2)),
     'relu128-b256-qs': ('3 x 128, 15 epochs of batch 256, the first 2 a quantile start',
                         dict(hidden=[128] * 3, epoch=15, batchsize=256, quantile_start=2)),
+    'relu64-e40-qs': ('3 x 64, 40 epochs of batch 256, the first 2 a quantile start',
+                      dict(hidden=[64] * 3, epoch=40, batchsize=256, quantile_start=2)),
 }
 
 
@@ -79,10 +82,12 @@ def default_grid_runs():
 
 
 def measure(cfg):
-    """(mean wall seconds of a run, mean Adam steps of a run, {(problem, K):
-    the network's shares over seeds}) of a candidate's finished runs; None if
-    it has none. A run's wall time is its trial's, from start to finish:
-    data, training and scoring."""
+    """(wall seconds of a run, mean Adam steps of a run, {(problem, K): the
+    network's shares over seeds}) of a candidate's finished runs; None if it
+    has none. A run's wall time is the candidate's, from its first run's
+    start to its last run's end (data, training, scoring), times the
+    WORKERS that trained it, over its runs: members of a population share
+    their population's time, and a worker left idle at the end counts."""
     try:
         study = sweep_mixtures.open_study(cfg, create=False)
     except storage.NoStudy:
@@ -91,15 +96,15 @@ def measure(cfg):
     if not rows:
         return None
     trials = sweep.outcomes(study)
-    wall = [(t.datetime_complete - t.datetime_start).total_seconds()
-            for t in (trials[key(p)] for p in grid(cfg) if key(p) in trials)
+    done = [t for t in (trials[key(p)] for p in grid(cfg) if key(p) in trials)
             if t.datetime_complete and t.datetime_start]
+    span = max(t.datetime_complete for t in done) - min(t.datetime_start for t in done)
     floor_of, bayes_of = floors(cfg), sweep_mixtures.test_bayes(cfg, rows)
     shares = {(name, k): gaps(rows, name, k, bayes_of) - floor_of[name, k]
               for name in cfg.dataset for k in cfg.k
               if len(gaps(rows, name, k, bayes_of))}
-    return (float(np.mean(wall)), float(np.mean([int(r['iterations']) for r in rows])),
-            shares)
+    return (span.total_seconds() * WORKERS / len(done),
+            float(np.mean([int(r['iterations']) for r in rows])), shares)
 
 
 def is_default(cfg):
@@ -111,20 +116,22 @@ def write_summary(args, table):
     """OUT/summary.md from table: {name: (SweepConfig, measure(it))}."""
     n = default_grid_runs()
     lines = ['# The default sweep\'s training: accuracy against cost', '',
-             'Each candidate trained at K = {} on the three inverse problems over '
-             'seeds 0 .. {}; the network\'s share is a run\'s held-out NLL above the '
+             'Each candidate trained at K = {ks} on the three inverse problems over '
+             'seeds 0 .. {last}; the network\'s share is a run\'s held-out NLL above the '
              'Bayes NLL of its test points, less the K-floor (the best any K-component '
-             'mixture does), mean over seeds. The projection is the mean wall time of '
-             'a run (data, training, scoring) times the {} runs of the default grid, '
-             'over {} workers: a candidate trained while other jobs shared the cores '
-             'shows a longer time than it would alone, which its Adam steps and '
-             'network do not. Goal: a share of at most {} nats at every K, in at most '
-             '{} minutes. Every candidate: `{}`. Made by `python -m '
+             'mixture does), mean over seeds. A run\'s time is the candidate\'s wall '
+             'time, from its first run\'s start to its last run\'s end (data, '
+             'training, scoring), times its {workers} workers, over its runs; "at once" '
+             'is its `--population`, the runs of one K a worker trains together. The '
+             'projection is that time times the {n} runs of the default grid, over '
+             '{workers} workers. Goal: a share of at most {share} nats at every K, in at '
+             'most {budget} minutes. Every candidate: `{base}`. Made by `python -m '
              'experiments.default_search`.'.format(
-                 ', '.join(map(str, PROBE_K)), args.runs - 1, n, WORKERS, SHARE, BUDGET,
-                 ' '.join('--{} {}'.format(o.replace('_', '-'), v) if v is not True
-                          else '--' + o.replace('_', '-') for o, v in BASE.items())), '']
-    head = ['candidate', 'Adam steps', 'run, s', 'default sweep, min'] + [
+                 ks=', '.join(map(str, PROBE_K)), last=args.runs - 1, n=n, workers=WORKERS,
+                 share=SHARE, budget=BUDGET, base=' '.join(
+                     '--{} {}'.format(o.replace('_', '-'), v) if v is not True
+                     else '--' + o.replace('_', '-') for o, v in BASE.items())), '']
+    head = ['candidate', 'at once', 'Adam steps', 'run, s', 'default sweep, min'] + [
         '{} K = {}'.format(name, k) for name in datasets.NAMES for k in PROBE_K] + ['worst']
     cells = []
     for name, (cfg, (seconds, steps, shares)) in table.items():
@@ -133,7 +140,7 @@ def write_summary(args, table):
                  for name_k in ((p, k) for p in datasets.NAMES for k in PROBE_K)]
         worst = np.nanmax(means)
         cells.append(['{}{}'.format(CANDIDATES[name][0], ' (the default)'
-                                    if is_default(cfg) else ''),
+                                    if is_default(cfg) else ''), str(cfg.population),
                       '{:,.0f}'.format(steps), '{:.0f}'.format(seconds),
                       '{:.0f}{}'.format(minutes, ' ✓' if minutes <= BUDGET else '')]
                      + ['–' if np.isnan(m) else '{:+.3f}'.format(m) for m in means]

@@ -35,6 +35,7 @@ from tqdm import tqdm
 # toy first: its patches of NumPy and Python come before chainer is imported.
 from toy import cli, datasets, files, mdn, nets, plots, population, train_custom_loop
 from experiments import published_seeds, sweep_mixtures
+from experiments.sweep_config import SweepConfig
 
 MODES = ('sequential', 'population')
 #: How summary.md and the figure name the modes.
@@ -61,7 +62,8 @@ def parse_args(argv=None):
     parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
     cli.add_training_arguments(parser, runs=20, epoch=PUBLISHED.epoch,
                                out=os.path.join('results', 'population'))
-    parser.add_argument('--sweep-population', type=cli.positive, default=8, metavar='R',
+    parser.add_argument('--sweep-population', type=cli.positive,
+                        default=SweepConfig().population, metavar='R',
                         help='then time the reduced default sweep ({}) one run at a '
                         'time and with --population R; 1: skip it'.format(' '.join(SWEEP)))
     return cli.check_resources(parser, parser.parse_args(argv), memory_needed, '--runs')

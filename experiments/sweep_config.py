@@ -74,9 +74,11 @@ class SweepConfig:
     storage: str = None
     device: str = '-1'
     jobs: int = 1
-    #: MDN runs of one config a worker trains at once (toy.population); not
-    #: a config key: a run scores as if trained alone.
-    population: int = 1
+    #: MDN runs of one config and K a worker trains at once (toy.population):
+    #: the default grid's 3 problems x 3 seeds, one population per K, which
+    #: trains faster than one run at a time (docs/population.md). Not a
+    #: config key: a run scores as if trained alone.
+    population: int = 9
     retry_failed: bool = False
     remake_models: bool = False
 

@@ -226,9 +226,11 @@ def run_task(point, cfg):
 def group(point):
     """Which points (as stored) may train together in one population
     (`run_together`): MDNs of one config, which fixes their architecture and
-    training; each least-squares baseline trains alone."""
+    training, and one K (a population computes every member at its largest
+    K); each least-squares baseline trains alone."""
     point = current(point)
-    return ('mdn', point['config']) if point['model'] == 'mdn' else key(point)
+    return (('mdn', point['config'], point['k']) if point['model'] == 'mdn'
+            else key(point))
 
 
 def run_together(points, cfg):

@@ -28,6 +28,19 @@ def test_the_command_without_options_is_the_default_sweep():
     assert cfg.k == DEFAULT_K and cfg.dataset == list(datasets.NAMES) and cfg.runs >= 3
 
 
+def test_the_default_trains_each_k_as_one_population():
+    """Every MDN run of one K (all problems and seeds) fits in one population,
+    and a population holds runs of one K only."""
+    cfg = SweepConfig()
+    runs = [p for p in sweep_mixtures.grid(cfg) if p['model'] == 'mdn']
+    by_group = {}
+    for point in runs:
+        by_group.setdefault(sweep_mixtures.group(point), []).append(point)
+    assert len(by_group) == len(cfg.k)
+    assert {len(points) for points in by_group.values()} == {cfg.population}
+    assert all(len({p['k'] for p in points}) == 1 for points in by_group.values())
+
+
 def test_the_default_is_one_of_the_searched_candidates():
     args = default_search.make_parser().parse_args([])
     chosen = [name for name in default_search.CANDIDATES
@@ -92,9 +105,11 @@ def test_search_table_holds_each_candidates_runs(tmp_path, monkeypatch):
                         share.append(float(r['nll']) - bayes - 0.1 * k)
                 assert len(share) == 2
                 shares.append(np.mean(share))
-        assert cells[1] == {'one': '4', 'two': '6'}[name]   # 2 batches an epoch
-        np.testing.assert_allclose([float(c) for c in cells[4:10]], shares, atol=6e-4)
-        assert cells[10].startswith('{:+.3f}'.format(max(shares)))
+        # The default trains each K's runs as one population.
+        assert cells[1] == str(SweepConfig().population)
+        assert cells[2] == {'one': '4', 'two': '6'}[name]   # 2 batches an epoch
+        np.testing.assert_allclose([float(c) for c in cells[5:11]], shares, atol=6e-4)
+        assert cells[11].startswith('{:+.3f}'.format(max(shares)))
     # --report-only redraws the same table from the studies.
     before = (out / 'summary.md').read_text()
     (out / 'summary.md').unlink()

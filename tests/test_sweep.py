@@ -28,10 +28,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: The command line of the sweep, run in a process of its own.
 COMMAND = [sys.executable, '-m', 'experiments.sweep_mixtures']
 
+#: One run at a time (the default trains populations): the tests of
+#: populations say so (test_sweep_population.py).
 TINY = ['--dataset', 'bishop', '-k', '1', '2', '--runs', '1',
         '--epoch', '3', '--eval-every', '1', '--train-points', '200',
         '--val-points', '100', '--test-points', '500', '--batchsize', '100',
-        '--hidden', '8', '--no-floor']
+        '--hidden', '8', '--no-floor', '--population', '1']
 #: Short heartbeats, so a killed worker's run is stale after 2 s.
 FAST = dict(os.environ, PYTHONPATH=ROOT, TOY_SWEEP_HEARTBEAT='1',
             TOY_SWEEP_GRACE='2', OMP_NUM_THREADS='1')

@@ -204,15 +204,16 @@ def rows_of(out):
 
 
 def test_a_population_sweep_gives_the_rows_of_runs_trained_alone(tmp_path, populations):
-    """--population 3: the 6 MDN runs train in two populations, the
-    baselines alone; every row as without it, within float32 rounding."""
+    """--population 3: the 6 MDN runs train in three populations, one per
+    K, the baselines alone; every row as without it, within float32
+    rounding."""
     alone, together = str(tmp_path / 'alone'), str(tmp_path / 'together')
     assert sweep.main(GRID + ['--out', alone]) == 0
     assert not populations
     assert sweep.main(GRID + ['--out', together, '--population', '3']) == 0
     assert [[(p['dataset'], p['k']) for p in call] for call in populations] == [
-        [('bishop', 3), ('otoro', 3), ('bishop', 2)],
-        [('otoro', 2), ('bishop', 1), ('otoro', 1)]]
+        [('bishop', 3), ('otoro', 3)], [('bishop', 2), ('otoro', 2)],
+        [('bishop', 1), ('otoro', 1)]]
     a, b = rows_of(alone), rows_of(together)
     assert sorted(a) == sorted(b) and len(a) == 8
     for key, row in a.items():
@@ -229,27 +230,28 @@ def test_a_population_sweep_gives_the_rows_of_runs_trained_alone(tmp_path, popul
 
 
 def test_a_member_that_diverges_fails_alone(tmp_path, populations, monkeypatch):
-    """K = 2's MDNs start with a NaN weight: each fails with the reason a run
-    alone gives, in its population, while the other members finish."""
+    """Bishop's K = 2 MDN starts with a NaN weight: it fails with the reason
+    a run alone gives, in its population, while the other member finishes."""
     build = sweep.build_model
 
     def poisoned(point, rng=None):
         model = build(point, rng)
-        if point['model'] == 'mdn' and point['k'] == 2:
+        if point['model'] == 'mdn' and point['k'] == 2 and point['dataset'] == 'bishop':
             model.head.W.array[0, 0] = np.nan
         return model
     monkeypatch.setattr(sweep, 'build_model', poisoned)
     out = str(tmp_path)
     assert sweep.main(GRID + ['--out', out, '--population', '3']) == 0
-    assert [len(call) for call in populations] == [3, 3]
+    assert [len(call) for call in populations] == [2, 2, 2]
     failed = {t.user_attrs['key']: t.user_attrs['failure'] for t in trials(out)
               if t.state == State.FAIL}
     assert sorted(failed) == sorted(sweep.key(p) for p in sweep.grid(
-        sweep.parse_args(GRID)) if p['model'] == 'mdn' and p['k'] == 2)
+        sweep.parse_args(GRID)) if p['model'] == 'mdn' and p['k'] == 2
+        and p['dataset'] == 'bishop')
     assert all(reason.startswith('Diverged: the training loss became non-finite')
                for reason in failed.values())
-    assert [t.state for t in trials(out)].count(State.COMPLETE) == 6
-    assert len(read_csv(os.path.join(out, 'results.csv'))) == 6
+    assert [t.state for t in trials(out)].count(State.COMPLETE) == 7
+    assert len(read_csv(os.path.join(out, 'results.csv'))) == 7
 
 
 @pytest.mark.parametrize('stop', [signal.SIGKILL, signal.SIGINT],
@@ -258,7 +260,8 @@ def test_an_interrupted_population_sweep_resumes_with_what_is_missing(tmp_path, 
     """A population sweep killed (its trials go stale and are queued again)
     or stopped by Ctrl-C while a population trains: the same command trains
     what is missing, each point once, and keeps what was done."""
-    argv = TINY + ['-k', '1', '2', '3', '4', '--epoch', '300', '--train-points', '1000',
+    # Two seeds: each K's two runs are a population.
+    argv = TINY + ['--runs', '2', '--epoch', '300', '--train-points', '1000',
                    '--jobs', '1', '--population', '2', '--no-figures']
     proc = cli(tmp_path, *argv, start_new_session=True,
                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
@@ -268,7 +271,7 @@ def test_an_interrupted_population_sweep_resumes_with_what_is_missing(tmp_path, 
     assert code == (-signal.SIGKILL if stop == signal.SIGKILL else 130)
     before = {t.number: t.datetime_complete for t in trials(str(tmp_path))
               if t.state == State.COMPLETE}
-    assert 2 <= len(before) < 5
+    assert 2 <= len(before) < 6
     if stop == signal.SIGINT:
         assert State.RUNNING not in [t.state for t in trials(str(tmp_path))]
     code, err = finish(cli(tmp_path, *argv), timeout=300)
@@ -276,7 +279,7 @@ def test_an_interrupted_population_sweep_resumes_with_what_is_missing(tmp_path, 
     after = trials(str(tmp_path))
     assert {t.number: t.datetime_complete for t in after if t.number in before} == before
     counts = trained(str(tmp_path))
-    assert len(counts) == 5 and set(counts.values()) == {1}
+    assert len(counts) == 6 and set(counts.values()) == {1}
     # The population stopped mid-way: both its trials failed without a reason.
     stopped = [t for t in after if t.state == State.FAIL]
     assert len(stopped) == 2 and all('failure' not in t.user_attrs for t in stopped)

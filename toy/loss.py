@@ -255,8 +255,14 @@ def nll_density(logits, mu, ln_var, y):
 
 @_QUIET
 def _nll_and_grads(logits, mu, ln_var, y, g_logits, g_mu, g_ln_var, need_grad,
-                   ln_var_min=None):
+                   ln_var_min=None, k=None):
     """Mean NLL (0-dim array); fills g_* (shapes of the inputs) with its gradients.
+
+    Leading axes before (N, K, D) are independent mixtures' batches: logits
+    (..., N, K), y (..., N, D) give one mean NLL each, (...). k (broadcast
+    against mu; default K) is each one's number of live components: padding
+    components enter as logits of -inf, with pi = 0, no share of the
+    likelihood and a gradient of exactly 0.
 
     The g_* may be strided views (of a packed head output); they are written
     once, at the end. The (N, K, D) terms are worked on in three contiguous
@@ -267,12 +273,13 @@ def _nll_and_grads(logits, mu, ln_var, y, g_logits, g_mu, g_ln_var, need_grad,
     inf where a 0 could meet it.
     """
     xp = backend.get_array_module(logits)
-    n, k, d = mu.shape
+    n, k_max, d = mu.shape[-3:]
+    k = k_max if k is None else k
     big = _float_max(mu.dtype)
     if ln_var_min is not None:
         ln_var_raw, ln_var = ln_var, xp.logaddexp(ln_var, ln_var_min)
-    log_pi = logits - logits.max(axis=1, keepdims=True)
-    log_pi -= xp.log(xp.exp(log_pi).sum(axis=1, keepdims=True))
+    log_pi = logits - logits.max(axis=-1, keepdims=True)
+    log_pi -= xp.log(xp.exp(log_pi).sum(axis=-1, keepdims=True))
 
     # z / sqrt 2 = (mu - y) w w, w = exp(-ln_var / 4) / 2^(1/4): no factor
     # overflows before the last product, so no 0 * inf (exp(-ln_var)
@@ -285,7 +292,7 @@ def _nll_and_grads(logits, mu, ln_var, y, g_logits, g_mu, g_ln_var, need_grad,
     w *= -0.25
     xp.exp(w, out=w)
     w *= 2 ** -0.25
-    z = mu - y[:, None, :]
+    z = mu - y[..., None, :]
     z *= w
     z *= w
     z_max = _z_max(mu.dtype)
@@ -295,26 +302,26 @@ def _nll_and_grads(logits, mu, ln_var, y, g_logits, g_mu, g_ln_var, need_grad,
     # log pi_k + log N(y; mu_k, var_k): (N, K), -inf where z^2 / 2
     # overflows. The sum of ln_var over D is clipped to the float range (at
     # -inf it would meet +inf from z^2 / 2; at +inf its half would be lost).
-    half_ln_var = ln_var.sum(axis=2)
+    half_ln_var = ln_var.sum(axis=-1)
     xp.clip(half_ln_var, -big, big, out=half_ln_var)
     half_ln_var *= 0.5
-    log_joint = log_pi - h.sum(axis=2)
+    log_joint = log_pi - h.sum(axis=-1)
     log_joint -= half_ln_var
     log_joint -= 0.5 * d * LOG_2PI
     # Shifting by the row maximum keeps the largest term at exp(0) = 1, so
     # the sum stays finite where every component's density underflows. A
     # row of -inf (the likelihood itself underflows) keeps m finite, so
     # gamma = exp(-inf) = 0 and norm = 0: log_p = -inf, the NLL +inf.
-    m = log_joint.max(axis=1, keepdims=True)
+    m = log_joint.max(axis=-1, keepdims=True)
     xp.maximum(m, -big, out=m)
     gamma = xp.exp(log_joint - m)
-    norm = gamma.sum(axis=1, keepdims=True)
+    norm = gamma.sum(axis=-1, keepdims=True)
     log_p = xp.log(norm)
     log_p += m
     # Mean as the sum of log_p / N: N values near the float range's edge
     # would overflow the sum.
     log_p *= -1.0 / n
-    nll = xp.asarray(log_p.sum(), dtype=mu.dtype)
+    nll = xp.asarray(log_p.sum(axis=(-2, -1)), dtype=mu.dtype)
     if need_grad:
         # gamma / N: the responsibilities, with the batch mean folded in;
         # 0 on a row of -inf (norm = 0), whose logits get no gradient either.
@@ -331,7 +338,7 @@ def _nll_and_grads(logits, mu, ln_var, y, g_logits, g_mu, g_ln_var, need_grad,
         # is inf; gamma z^2 / 2 is finite, as z^2 / 2 is wherever gamma > 0.
         # d/d mu is clipped to the float range / K where it is beyond: d/d y,
         # its sum over K, then stays finite too.
-        gamma = gamma[:, :, None]
+        gamma = gamma[..., None]
         t = h
         xp.multiply(z, gamma, out=t)
         z *= t
@@ -344,7 +351,8 @@ def _nll_and_grads(logits, mu, ln_var, y, g_logits, g_mu, g_ln_var, need_grad,
             g_ln_var *= z
         t *= w
         t *= w
-        xp.clip(t, -0.5 * big / k, 0.5 * big / k, out=t)
+        bound = xp.asarray(0.5 * big / k, dtype=t.dtype)
+        xp.clip(t, -bound, bound, out=t)
         xp.add(t, t, out=g_mu)
     return nll
 
@@ -436,10 +444,11 @@ class PackedMixtureNLL(chainer.function_node.FunctionNode):
 
 
 def _unpack(h, k, d):
-    """Views of h (N, K (1 + 2 D)): logits (N, K), mu and ln_var (N, K, D)."""
-    n = len(h)
-    return (h[:, :k], h[:, k:k + k * d].reshape(n, k, d),
-            h[:, k + k * d:].reshape(n, k, d))
+    """Views of h (..., N, K (1 + 2 D)): logits (..., N, K), mu and ln_var
+    (..., N, K, D); columns beyond K (1 + 2 D) are left out."""
+    shape = h.shape[:-1] + (k, d)
+    return (h[..., :k], h[..., k:k + k * d].reshape(shape),
+            h[..., k + k * d:k * (1 + 2 * d)].reshape(shape))
 
 
 def _refuse_double_backprop():
@@ -493,6 +502,83 @@ def nll_fused_packed(h, y, k, ln_var_min=None):
                          'positive int; got {!r}'.format(k))
     return PackedMixtureNLL(int(k), _need_grad((h, y)),
                             check_ln_var_min(ln_var_min)).apply((h, y))[0]
+
+
+class MembersMixtureNLL(chainer.function_node.FunctionNode):
+    """PackedMixtureNLL of R independent mixtures in one node: h (R, N, C)
+    and y (R, N, D) -> each member's mean NLL, (R,).
+
+    Member r's first K_r (1 + 2 D) columns of h are packed as its own head
+    output; the rest is padding, never read, whose gradient is exactly 0.
+    One node for all members, not one each: in a small network's step,
+    Chainer's bookkeeping per node costs more than the arithmetic.
+    """
+
+    def __init__(self, ks, need_grad=True, ln_var_min=None):
+        self.ks, self.need_grad, self.ln_var_min = ks, need_grad, ln_var_min
+
+    def forward(self, inputs):
+        h, y = inputs
+        xp = backend.get_array_module(*inputs)
+        r, n, d = y.shape if y.ndim == 3 else (len(y), 0, 0)
+        k = max(self.ks, default=0)
+        if r != len(self.ks) or n < 1 or d < 1 or h.shape[:2] != (r, n) or \
+                h.ndim != 3 or h.shape[2] < k * (1 + 2 * d):
+            raise ValueError(
+                'nll_fused_members needs y (R, N, D) and h (R, N, C) with R = {} '
+                'members, N and D >= 1 and C >= K_max (1 + 2 D) = {}; got y {}, '
+                'h {}'.format(len(self.ks), k * (1 + 2 * d), y.shape, h.shape))
+        if chainer.config.type_check:
+            check_finite('nll_fused_members', h=h, y=y)
+        self.g_h = xp.zeros_like(h)
+        if min(self.ks) == k:
+            # Members of one K: the columns are views, nothing is padded.
+            self.g_mu = _unpack(self.g_h, k, d)[1]
+            nll = _nll_and_grads(*_unpack(h, k, d), y, *_unpack(self.g_h, k, d),
+                                 self.need_grad, self.ln_var_min)
+        else:
+            logits = xp.full((r, n, k), -xp.inf, dtype=h.dtype)
+            mu, ln_var = xp.zeros((2, r, n, k, d), dtype=h.dtype)
+            grads = [xp.zeros_like(a) for a in (logits, mu, ln_var)]
+            groups = [(k_r, xp.asarray([i for i in range(r) if self.ks[i] == k_r]))
+                      for k_r in sorted(set(self.ks))]
+            for k_r, rows in groups:
+                for padded, own in zip((logits, mu, ln_var), _unpack(h[rows], k_r, d)):
+                    padded[rows, :, :k_r] = own
+            live = xp.asarray(self.ks, dtype=h.dtype)[:, None, None, None]
+            nll = _nll_and_grads(logits, mu, ln_var, y, *grads, self.need_grad,
+                                 self.ln_var_min, k=live)
+            for k_r, rows in groups if self.need_grad else ():
+                own = [g[rows, :, :k_r] for g in grads]
+                self.g_h[rows, :, :k_r * (1 + 2 * d)] = xp.concatenate(
+                    [own[0]] + [g.reshape(len(rows), n, k_r * d) for g in own[1:]],
+                    axis=2)
+            self.g_mu = grads[1]
+        if not self.need_grad:
+            del self.g_h, self.g_mu
+        return nll,
+
+    def backward(self, indexes, grad_outputs):
+        _refuse_double_backprop()
+        gy = grad_outputs[0].array[:, None, None]
+        grads = {0: lambda: self.g_h * gy,
+                 1: lambda: self.g_mu.sum(axis=2) * -gy}
+        return tuple(chainer.Variable(grads[i](), requires_grad=False)
+                     for i in indexes)
+
+
+def nll_fused_members(h, y, ks, ln_var_min=None):
+    """`nll_fused_packed` of R members at once: h (R, N, C), y (R, N, D),
+    member r with ks[r] components in its first ks[r] (1 + 2 D) columns of h.
+    Returns each member's mean NLL, a Variable (R,); member r's value and
+    gradients are those of nll_fused_packed on its own rows and columns."""
+    ks = tuple(ks)
+    if not ks or any(isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1
+                     for k in ks):
+        raise ValueError('nll_fused_members needs one K per member, positive ints; '
+                         'got {!r}'.format(ks))
+    return MembersMixtureNLL(tuple(int(k) for k in ks), _need_grad((h, y)),
+                             check_ln_var_min(ln_var_min)).apply((h, y))[0]
 
 
 @_QUIET

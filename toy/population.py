@@ -9,16 +9,18 @@ Members share the hidden widths, activation, in_dim, out_dim and ln_var_min;
 each has its own K <= K_max. The head emits K_max (1 + 2D) numbers per
 member: member r's first K_r (1 + 2D) are laid out as its own mdn.MDN's
 packed head, [logits (K_r) | mu (K_r D) | ln_var (K_r D)], the rest is
-padding. Each member's loss is `loss.nll_fused_packed` on those columns of
-its own batch, the very node mdn.MDN.objective trains with: a member's loss
-is exactly its K_r-component NLL and its gradient its solo gradient,
-computed apart from the other members' (bit for bit the same whatever the
-other members are; against a solo MDN only the batched products may round
-differently). The padding, never read, gets a gradient of exactly 0, so it
-keeps the zeros `from_models` gives it (Adam moves nothing whose moments are
-0). `fit_population` is `train_custom_loop.fit` for a population, its
-quantile start included (a member's objective then is mdn.MDN.quantile_start's
-on the same columns).
+padding. The members' NLLs come from one node, `loss.nll_fused_members`:
+the arithmetic of the node mdn.MDN.objective trains with, on each member's
+own rows and columns, so a member's loss is exactly its K_r-component NLL
+and its gradient its solo gradient. A member is computed apart from the
+others: bit for bit the same whatever they are, as long as K_max (the
+head's width) is the same, for BLAS may round a product of another shape
+differently; against a solo MDN, too, only the products may round
+differently. The padding, never read, gets a gradient of exactly 0, so it
+keeps the zeros `from_models` gives it (Adam moves nothing whose moments
+are 0). `fit_population` is `train_custom_loop.fit` for a population, its
+quantile start included (a member's objective then is
+mdn.MDN.quantile_start's on the same columns).
 """
 import math
 import time
@@ -28,10 +30,27 @@ import numpy as np
 import chainer
 import chainer.functions as F
 from chainer import backend
+from chainer.functions.math.matmul import MatMul
 
 from toy import loss, mdn, nets, preprocess
 from toy.train_custom_loop import (ChainedShuffle, check_quantile_start,
-                                   diverged_message, schedule)
+                                   diverged_message, epoch_batches, schedule)
+
+
+class _StackedProduct(MatMul):
+    """F.matmul(h, W, transb=True) for h (R, B, n_in), W (R, n_out, n_in).
+
+    At n_in = 1 (a 1-D problem's input layer) each product is an outer one,
+    formed by broadcasting: the same numbers, for NumPy's matmul takes a slow
+    loop over such a stack (several times the time at the published size).
+    The gradients are MatMul's."""
+
+    def forward(self, inputs):
+        h, W = inputs
+        if h.shape[-1] != 1:
+            return super().forward(inputs)
+        self.retain_inputs((0, 1))
+        return h * W.swapaxes(-1, -2),
 
 
 class StackedLinear(chainer.Link):
@@ -45,7 +64,8 @@ class StackedLinear(chainer.Link):
             self.b = chainer.Parameter(b)
 
     def forward(self, h):
-        return F.matmul(h, self.W, transb=True) + F.expand_dims(self.b, 1)
+        product, = _StackedProduct(transb=True).apply((h, self.W))
+        return product + F.expand_dims(self.b, 1)
 
 
 def _architecture(model):
@@ -170,43 +190,41 @@ class Population(chainer.Chain):
 
     def member_nll(self, x, y, members=None):
         """Mean NLL of each member in `members` (indices; default all) over its
-        own batch, nats per point: a Variable (len(members),).
+        own batch, nats per point: a Variable (len(members),), from one
+        `loss.nll_fused_members` node.
 
         x (R, B, in_dim), y (R, B, D) arrays on the population's device;
         checked (`check_data`) unless chainer.config.type_check is off, as
-        Perceptron.loss does. A member left out costs no loss node; the
-        gradient of its rows is 0 (that of its parameters too, unless its
-        activations are inf: 0 * inf is NaN).
+        Perceptron.loss does. A member left out costs no loss; the gradient
+        of its rows is 0 (that of its parameters too, unless its activations
+        are inf: 0 * inf is NaN).
         """
-        return self._per_member(self._nll, x, y, members)
+        if chainer.config.type_check:
+            x, y = self.check_data(x, y)
+        h, ks = self.features(x), self.ks
+        if members is not None and list(members) != list(range(len(self))):
+            rows = self.xp.asarray(list(members), dtype=np.int64)
+            h, y, ks = h[rows], y[rows], [ks[r] for r in members]
+        return loss.nll_fused_members(h, y, ks, ln_var_min=self.ln_var_min)
 
     def member_quantile_start(self, x, y, members=None):
         """Each member's quantile-start objective (mdn.MDN.quantile_start) over
-        its own batch, as `member_nll` gives each one's NLL."""
-        return self._per_member(self._quantile_start, x, y, members)
-
-    def _per_member(self, objective, x, y, members):
+        its own batch, as `member_nll` gives each one's NLL: a node per member
+        (it trains the first epochs only)."""
         if chainer.config.type_check:
             x, y = self.check_data(x, y)
-        # A loss node per member, not one over all R B rows: a mean over R B
-        # rows folds 1 / (R B) into each gradient, which rounds unlike a
-        # member's own 1 / B (a member would then depend on R, and on which
-        # members are still training), and it gives no member's own loss
-        # to tell which one diverged.
+        # A node per member, not one over all R B rows: a mean over R B rows
+        # folds 1 / (R B) into each gradient, which rounds unlike a member's
+        # own 1 / B (a member would then depend on R).
         h = F.separate(self.features(x), axis=0)          # R x (B, K_max (1 + 2D))
         members = range(len(self)) if members is None else members
-        return F.stack([objective(h[r], y[r], r) for r in members])
+        return F.stack([self._quantile_start(h[r], y[r], r) for r in members])
 
     def _head(self, h, r):
         """Member r's own head output, its mdn.MDN's packed one, from the
         population's h (B, K_max (1 + 2D)): the padding columns dropped."""
         columns = mdn.MDN.head_size(self.ks[r], self.out_dim)
         return h[:, :columns] if columns < h.shape[1] else h
-
-    def _nll(self, h, y, r):
-        """Member r's mean NLL from the head output h (B, K_max (1 + 2D))."""
-        return loss.nll_fused_packed(self._head(h, r), y, self.ks[r],
-                                     ln_var_min=self.ln_var_min)
 
     def _quantile_start(self, h, y, r):
         """Member r's quantile-start objective from the head output h."""
@@ -284,7 +302,6 @@ def fit_population(population, xs, ys, xs_val, ys_val, *, epochs, batchsize=None
     optimizer.setup(population)
     shuffles = [ChainedShuffle(seed) for seed in seeds]
     orders = [np.arange(n)] * size
-    members = population.xp.arange(size)[:, None]
     params = list(population.params())
     best = [p.array.copy() for p in params]
     best_val, best_epoch = [math.inf] * size, [0] * size
@@ -296,14 +313,10 @@ def fit_population(population, xs, ys, xs_val, ys_val, *, epochs, batchsize=None
     start = time.time()
     with chainer.using_config('type_check', False):
         for epoch in range(1, epochs + 1):
-            if batchsize == n:
-                batches = [(x_dev, y_dev)]
-            else:
+            if batchsize < n:
                 orders = [s(order) for s, order in zip(shuffles, orders)]
-                rows = population.device.send(np.stack(orders))
-                batches = [(x_dev[members, rows[:, i:i + batchsize]],
-                            y_dev[members, rows[:, i:i + batchsize]])
-                           for i in range(0, n, batchsize)]
+            batches = epoch_batches(x_dev, y_dev, np.stack(orders), batchsize,
+                                    population.device)
             objective = population.member_quantile_start if epoch <= quantile_start \
                 else population.member_nll
             for xb, yb in batches:

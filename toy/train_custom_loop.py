@@ -95,6 +95,20 @@ def schedule(n, epochs, batchsize, lr, lr_final):
             (lr_final / lr) ** (1.0 / max(1, iterations - 1)))
 
 
+def epoch_batches(x, y, order, batchsize, device):
+    """One epoch's batches of x and y on `device`: rows in `order` (N,),
+    `batchsize` at a time (the last one fewer), or all of x and y as one
+    batch at batchsize >= N. Stacked members, x (R, N, .) and y (R, N, .)
+    with order (R, N), each take their own rows in their own order."""
+    n = order.shape[-1]
+    if batchsize >= n:
+        return [(x, y)]
+    rows = device.send(order)
+    members = () if order.ndim == 1 else (device.xp.arange(len(order))[:, None],)
+    return [(x[members + (rows[..., i:i + batchsize],)],
+             y[members + (rows[..., i:i + batchsize],)]) for i in range(0, n, batchsize)]
+
+
 def diverged_message(loss_sum, since, epoch, per_epoch):
     """Why a run stopped: its training losses, summed over epochs `since` to
     `epoch`, came to the non-finite `loss_sum`."""
@@ -156,13 +170,9 @@ def fit(model, x, y, x_val, y_val, *, epochs, batchsize=None, lr=1e-2,
     start = time.time()
     with chainer.using_config('type_check', False):
         for epoch in range(1, epochs + 1):
-            if batchsize == n:
-                batches = [(x_dev, y_dev)]
-            else:
+            if batchsize < n:
                 order = shuffle(order)
-                rows = model.device.send(order)
-                batches = [(x_dev[rows[i:i + batchsize]], y_dev[rows[i:i + batchsize]])
-                           for i in range(0, n, batchsize)]
+            batches = epoch_batches(x_dev, y_dev, order, batchsize, model.device)
             objective = model.quantile_start if epoch <= quantile_start else model.loss
             for xb, yb in batches:
                 loss = objective(xb, yb)
