@@ -30,9 +30,9 @@ BUDGET, WORKERS = 30, 2
 #: Where small K sticks (a dead component), where it is mid-way, and the
 #: largest K: the network's share is worst at one of these.
 PROBE_K = [2, 6, 24]
-#: What every candidate shares: ReLU, components spread, 200,000 points
-#: validated every epoch, Adam's step decaying from 3e-3 to 3e-5; no
-#: quantile start unless it says so.
+#: What every candidate shares unless it says otherwise: ReLU, components
+#: spread, 200,000 points validated every epoch, Adam's step decaying from
+#: 3e-3 to 3e-5, no quantile start.
 BASE = dict(activation='relu', spread_components=True, train_points=200000,
             val_points=5000, test_points=10000, eval_every=1, lr=3e-3, lr_final=3e-5,
             quantile_start=0)
@@ -53,6 +53,18 @@ CANDIDATES = {
                         dict(hidden=[128] * 3, epoch=15, batchsize=256, quantile_start=2)),
     'relu64-e40-qs': ('3 x 64, 40 epochs of batch 256, the first 2 a quantile start',
                       dict(hidden=[64] * 3, epoch=40, batchsize=256, quantile_start=2)),
+    # The default's Adam steps on five times the points: is the share the
+    # network's fit to too few points (it would fall) or its training?
+    'relu64-1m-e4-qs': ('3 x 64, 4 epochs of 1,000,000 points in batches of 256, the '
+                        'first a quantile start',
+                        dict(hidden=[64] * 3, epoch=4, batchsize=256,
+                             train_points=1000000, quantile_start=1)),
+    'relu64-qs8': ('3 x 64, 20 epochs of batch 256, the first 8 a quantile start',
+                   dict(hidden=[64] * 3, epoch=20, batchsize=256, quantile_start=8)),
+    'relu64-lr1e-2-qs': ('3 x 64, 20 epochs of batch 256, step size 0.01 decaying to '
+                         '1e-4, the first 2 a quantile start',
+                         dict(hidden=[64] * 3, epoch=20, batchsize=256, lr=1e-2,
+                              lr_final=1e-4, quantile_start=2)),
 }
 
 
@@ -125,7 +137,8 @@ def write_summary(args, table):
              'is its `--population`, the runs of one K a worker trains together. The '
              'projection is that time times the {n} runs of the default grid, over '
              '{workers} workers. Goal: a share of at most {share} nats at every K, in at '
-             'most {budget} minutes. Every candidate: `{base}`. Made by `python -m '
+             'most {budget} minutes. Every candidate, unless its row says otherwise: '
+             '`{base}`. Made by `python -m '
              'experiments.default_search`.'.format(
                  ks=', '.join(map(str, PROBE_K)), last=args.runs - 1, n=n, workers=WORKERS,
                  share=SHARE, budget=BUDGET, base=' '.join(
