@@ -65,6 +65,10 @@ CANDIDATES = {
                          '1e-4, the first 2 a quantile start',
                          dict(hidden=[64] * 3, epoch=20, batchsize=256, lr=1e-2,
                               lr_final=1e-4, quantile_start=2)),
+    'relu64-kinks-qs': ('3 x 64, 20 epochs of batch 256, the first 2 a quantile start, '
+                        'the first layer bending at training inputs (`--spread-kinks`)',
+                        dict(hidden=[64] * 3, epoch=20, batchsize=256, quantile_start=2,
+                             spread_kinks=True)),
 }
 
 

@@ -17,7 +17,7 @@ CONFIG_KEYS = ('hidden', 'activation', 'epochs', 'batchsize', 'lr', 'lr_final',
                'train_points', 'val_points', 'test_points', 'eval_every')
 #: Options that change a run's result only when set: fingerprinted then, so
 #: the runs made before they existed keep their `config`.
-OPTIONAL_CONFIG = ('spread_components', 'sigma_min', 'quantile_start')
+OPTIONAL_CONFIG = ('spread_components', 'sigma_min', 'quantile_start', 'spread_kinks')
 #: Where a study records a name this version spells otherwise, and only
 #: here: the config's `epochs` is SweepConfig.epoch, and the least-squares
 #: baseline's model is 'mse' in keys (and in the points and rows of the
@@ -66,6 +66,7 @@ class SweepConfig:
     spread_components: bool = True
     sigma_min: float = None
     quantile_start: int = 2
+    spread_kinks: bool = False
     baseline: bool = True
     floors: bool = True
     floor_file: str = None

@@ -69,6 +69,9 @@ def make_parser():
                    metavar='E', help='train the first E epochs with each mean fitted '
                    'to a quantile of the targets at its input (MDN.quantile_start): no '
                    'component starts where an input has no data')
+    p.add_argument('--spread-kinks', action='store_true',
+                   help='start each unit of the first hidden layer bending at a '
+                   'training input (Perceptron.spread_kinks) instead of at 0')
     cli.add_sweep_arguments(p)
     p.add_argument('--population', type=cli.positive, default=d.population, metavar='R',
                    help='train up to R MDN runs of one config at once, as one network '
@@ -103,6 +106,7 @@ def from_args(args):
         val_points=args.val_points, test_points=args.test_points,
         eval_every=args.eval_every, spread_components=args.spread_components,
         sigma_min=args.sigma_min, quantile_start=args.quantile_start,
+        spread_kinks=args.spread_kinks,
         baseline=not args.no_baseline,
         floors=not args.no_floor, floor_file=args.floor_file,
         recompute_floors=args.recompute_floors,
@@ -196,9 +200,12 @@ def _start(point):
     scaler = preprocess.Standardizer(*data['train'])
     std = {s: (scaler.inputs(x), scaler.targets(y)) for s, (x, y) in data.items()}
     init = [point['seed'], zlib.crc32(point['dataset'].encode()), point['k']]
-    model = build_model(point, np.random.default_rng(np.random.SeedSequence(init)))
+    rng = np.random.default_rng(np.random.SeedSequence(init))
+    model = build_model(point, rng)
     if point.get('spread_components') and point['model'] == 'mdn':
         model.spread_components(std['train'][1])
+    if point.get('spread_kinks'):
+        model.spread_kinks(std['train'][0], rng)
     return data, scaler, std, model
 
 

@@ -62,6 +62,18 @@ def test_spread_components_matches_cpu(gpu):
                                    getattr(models[0].head, name).array, rtol=1e-6)
 
 
+def test_spread_kinks_matches_cpu(gpu):
+    """On a model on the GPU, from inputs on the GPU: the CPU's first layer."""
+    x = np.random.default_rng(1).uniform(-2, 2, (300, 1)).astype(np.float32)
+    models = [mdn.MDN(hidden=[8, 8], k=4, activation='relu',
+                      rng=np.random.default_rng(0)) for _ in range(2)]
+    models[0].spread_kinks(x, np.random.default_rng(3))
+    models[1].to_device(gpu)
+    models[1].spread_kinks(gpu.send(x), np.random.default_rng(3))
+    np.testing.assert_allclose(gpu.xp.asnumpy(models[1].hidden.b.array),
+                               models[0].hidden.b.array, rtol=1e-6)
+
+
 def test_gpu_samples_have_the_mixture_moments(gpu):
     pi, mu, sigma = np.array([0.3, 0.7]), np.array([-1.0, 2.0]), np.array([0.5, 0.2])
     rows, n = 1000, 1000

@@ -262,6 +262,32 @@ def test_spread_components_start_side_by_side_at_every_input():
     assert (np.diff(mu, axis=1) > 0).all()
 
 
+@pytest.mark.parametrize('in_dim', [1, 3])
+def test_spread_kinks_bends_each_first_layer_unit_at_a_training_input(in_dim):
+    """Each first-layer unit's pre-activation is 0 at one of the rows x,
+    which one drawn by rng; nothing else of the net moves."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(50, in_dim)).astype(np.float32)
+    model = mdn.MDN(in_dim=in_dim, hidden=[16, 8], k=3, activation='relu',
+                    rng=np.random.default_rng(1))
+    before = {name: p.array.copy() for name, p in model.namedparams()}
+    assert not before['/hidden/b'].any()
+    model.spread_kinks(x, np.random.default_rng(2))
+    pre = x @ model.hidden.W.array.T + model.hidden.b.array               # (50, 16)
+    at = np.abs(pre).argmin(axis=0)
+    np.testing.assert_allclose(pre[at, np.arange(16)], 0, atol=1e-5)
+    np.testing.assert_array_equal(at, np.random.default_rng(2).integers(50, size=16))
+    for name, p in model.namedparams():
+        if name != '/hidden/b':
+            np.testing.assert_array_equal(p.array, before[name])
+    if in_dim == 1:
+        # The bends are where the data are, not all at one point.
+        kinks = -model.hidden.b.array / model.hidden.W.array[:, 0]
+        assert x.min() <= kinks.min() < kinks.max() <= x.max()
+    with pytest.raises(ValueError, match='x has {} column'.format(in_dim + 1)):
+        model.spread_kinks(np.zeros((5, in_dim + 1), np.float32), rng)
+
+
 def test_spread_components_refuses_what_it_cannot_spread():
     model = mdn.MDN(out_dim=2, hidden=4, k=3, rng=np.random.default_rng(0))
     with pytest.raises(ValueError, match='y has 1 column'):

@@ -770,6 +770,25 @@ def test_spread_components_is_a_config_of_its_own_and_is_applied(tmp_path):
         assert near == (args is spread)
 
 
+def test_spread_kinks_is_a_config_of_its_own_and_is_applied(tmp_path):
+    """--spread-kinks (off by default) starts every model's first-layer units
+    bending at standardised training inputs (seen after a run too short to
+    move them), in a config of its own."""
+    slow = ['--lr', '1e-9', '--lr-final', '1e-9', '--epoch', '1', '--quantile-start', '0',
+            '--activation', 'relu', '--out', str(tmp_path)]
+    plain, kinks = (sweep.parse_args(TINY + slow + extra) for extra in ([], ['--spread-kinks']))
+    assert not plain.spread_kinks and 'spread_kinks' not in sweep.config(plain)
+    assert sweep.config(kinks)['spread_kinks'] is True
+    assert sweep.config_id(kinks) != sweep.config_id(plain)
+    for point in (p for p in sweep.grid(kinks) if p['k'] in (0, 2)):
+        sweep.run_task(point, kinks)
+        model = sweep.build_model(point)
+        scaler = checkpoint.load(sweep.model_path(kinks, point), model)
+        x = scaler.inputs(sweep.splits(point)['train'][0])[:, 0]
+        kink = -model.hidden.b.array / model.hidden.W.array[:, 0]
+        assert np.abs(kink[:, None] - x[None, :]).min(axis=1).max() < 1e-4
+
+
 def test_sigma_min_floors_every_component_the_sweep_trains(tmp_path):
     """--sigma-min S: each trained component's sd is >= S in standardised
     units (here far above what the data want), in a config of its own."""

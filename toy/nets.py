@@ -7,7 +7,7 @@ import numpy as np
 import chainer
 import chainer.functions as F
 import chainer.links as L
-from chainer import initializers
+from chainer import backend, initializers
 
 from toy import preprocess
 
@@ -77,6 +77,26 @@ class Perceptron(chainer.Chain):
 
     def features(self, x):
         return self.head(self.hidden_output(x))
+
+    def spread_kinks(self, x, rng):
+        """Start each unit of the first hidden layer bending at a training
+        input: its bias is set so that its pre-activation is 0 at a row of x
+        (N, in_dim) drawn by the NumPy Generator rng; the weights are kept.
+
+        The layers start with zero biases, so on a 1-D input every unit of a
+        ReLU net's first layer bends at x = 0, and the whole starting net is
+        linear on each side of it: every bend the fit needs (a density's
+        edges move with x) must first be dragged there by training. Drawn
+        from the inputs, the bends start where the data are, as many to a
+        stretch of x as it has points. Call it before training, with the
+        (standardised) training inputs.
+        """
+        x = backend.CpuDevice().send(self.check_data(x))
+        layer = getattr(self, self.layers[0])
+        W = backend.CpuDevice().send(layer.W.array)                    # (n, in_dim)
+        through = x[rng.integers(len(x), size=len(W))]                 # (n, in_dim)
+        layer.b.array[...] = self.device.send(
+            -np.sum(W * through, axis=1).astype(layer.b.dtype))
 
     def loss(self, x, y):
         """The training loss of y (N, out_dim) given x (N, in_dim), a Variable,
